@@ -1,0 +1,259 @@
+"""The event contract: learner events in, course content in, recommendations out.
+
+These models are the single source of truth: the JSON Schema files that downstream
+subscribers use (``schemas/*.json``) are generated from them (``coursestream schemas``),
+and a test checks that the committed files match.
+
+Every learner event carries ``event_id`` (unique per event; a replayed log reuses the
+same ids so nothing is counted twice) and ``event_time`` (when it happened, with a
+time zone). Topics that carry a learner's events are keyed by ``user_id``.
+
+>>> event = parse_learner_event(
+...     b'{"kind": "click", "event_id": "e1", "user_id": "u1", "course_id": "c1",'
+...     b' "event_time": "2024-05-01T10:00:00Z", "action": "open"}'
+... )
+>>> event.kind, event.user_id, event.count
+('click', 'u1', 1)
+>>> parse_learner_event(b'{"kind": "video", "event_id": "e2"}')
+Traceback (most recent call last):
+...
+online.events.InvalidEvent: user_id: Field required; course_id: Field required; ...
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+#: Events stamped further ahead than this are rejected: clocks drift, but not by days.
+MAX_CLOCK_SKEW = timedelta(days=1)
+#: Nothing in an online-learning log predates this.
+EARLIEST_EVENT_TIME = datetime(1990, 1, 1, tzinfo=timezone.utc)
+#: A video longer than this is not a lecture but a broken length field.
+MAX_VIDEO_SECONDS = 24 * 3600.0
+
+
+class InvalidEvent(ValueError):
+    """A message that does not satisfy the contract; the text says why."""
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _LearnerEventBase(_Contract):
+    event_id: Id = Field(description="Unique id of this event; replays reuse it.")
+    user_id: Id = Field(description="The learner; also the Kafka message key.")
+    course_id: Id = Field(description="The catalogue entry the learner engaged with.")
+    event_time: AwareDatetime = Field(description="When it happened (RFC 3339 with offset).")
+
+    @field_validator("event_time")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        if value < EARLIEST_EVENT_TIME:
+            raise ValueError(f"event_time {value.isoformat()} is before {EARLIEST_EVENT_TIME.date()}")
+        if value > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+            raise ValueError(f"event_time {value.isoformat()} is in the future")
+        return value
+
+
+class ClickEvent(_LearnerEventBase):
+    """A learner opened, enrolled in, bookmarked... something in a course: weak evidence."""
+
+    kind: Literal["click"] = "click"
+    item_id: Id | None = Field(None, description="The page, resource or lecture inside the course.")
+    action: Tag = Field(description="What was done: open, enroll, bookmark, resource, ...")
+    count: int = Field(1, ge=1, le=100_000, description="Clicks aggregated in this event.")
+
+
+class VideoEvent(_LearnerEventBase):
+    """A stretch of video watching, reported when the player pauses, seeks or closes."""
+
+    kind: Literal["video"] = "video"
+    video_id: Id
+    watched_seconds: NonNegative = Field(description="Seconds of video played in this stretch.")
+    position_seconds: NonNegative = Field(description="Player position when reported.")
+    video_length_seconds: Annotated[float, Field(gt=0, le=MAX_VIDEO_SECONDS, allow_inf_nan=False)]
+    playback_rate: Annotated[float, Field(gt=0, le=16, allow_inf_nan=False)] = 1.0
+
+    @model_validator(mode="after")
+    def _within_video(self) -> VideoEvent:
+        if self.position_seconds > self.video_length_seconds:
+            raise ValueError("position_seconds is past the end of the video")
+        # Re-watching may play a video more than once, but not a hundred times in one report.
+        if self.watched_seconds > 100 * self.video_length_seconds:
+            raise ValueError("watched_seconds is over 100 times the video length")
+        return self
+
+
+class QuizEvent(_LearnerEventBase):
+    """An answer to a quiz or question: evidence of mastery more than of interest."""
+
+    kind: Literal["quiz"] = "quiz"
+    quiz_id: Id
+    question_id: Id | None = None
+    skill_tags: list[Tag] = Field(default_factory=list, max_length=64)
+    score: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = Field(
+        None, description="Fraction of the marks, 0 to 1."
+    )
+    correct: bool | None = None
+    attempt: int = Field(1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _has_outcome(self) -> QuizEvent:
+        if self.score is None and self.correct is None:
+            raise ValueError("a quiz event needs score or correct")
+        return self
+
+    @property
+    def outcome(self) -> float:
+        """The result as a fraction: ``score`` when given, else 1.0 or 0.0 from ``correct``."""
+        return self.score if self.score is not None else float(bool(self.correct))
+
+
+LearnerEvent = Annotated[ClickEvent | VideoEvent | QuizEvent, Field(discriminator="kind")]
+_learner_event = TypeAdapter(LearnerEvent)
+
+#: A message larger than this is rejected before parsing.
+MAX_EVENT_BYTES = 64 * 1024
+
+
+def _reason(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_learner_event(raw: bytes) -> ClickEvent | VideoEvent | QuizEvent:
+    """Validate one message as a learner event, or raise :class:`InvalidEvent` saying why."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_EVENT_BYTES} limit")
+    try:
+        return _learner_event.validate_json(raw)
+    except ValidationError as error:
+        raise InvalidEvent(_reason(error)) from None
+
+
+class MediaRef(_Contract):
+    """An image or video given by exactly one of: URL, local path, inline base64 bytes."""
+
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    path: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    data: str | None = Field(None, description="Base64-encoded file contents.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MediaRef:
+        given = [name for name in ("url", "path", "data") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, path, data (got {given or 'none'})")
+        return self
+
+
+class VideoRef(MediaRef):
+    transcript: str = ""
+
+
+Level = Literal["beginner", "intermediate", "advanced"]
+
+
+class CourseContent(_Contract):
+    """A catalogue entry (a course, or a resource within one) to embed and recommend."""
+
+    course_id: Id
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    description: str = ""
+    syllabus: str = ""
+    skills: list[Tag] = Field(default_factory=list, max_length=256)
+    level: Level | None = None
+    prerequisites: list[Id] = Field(default_factory=list, max_length=256)
+    language: Annotated[str, StringConstraints(min_length=2, max_length=16)] = "en"
+    part_of: Id | None = Field(None, description="The programme or course presentation it belongs to.")
+    images: list[MediaRef] = Field(default_factory=list, max_length=32)
+    video: VideoRef | None = None
+
+
+#: A course message larger than this is rejected before parsing (inline images make them big).
+MAX_CONTENT_BYTES = 16 * 1024 * 1024
+_course_content = TypeAdapter(CourseContent)
+
+
+def parse_course_content(raw: bytes) -> CourseContent:
+    """Validate one message as course content, or raise :class:`InvalidEvent` saying why."""
+    if len(raw) > MAX_CONTENT_BYTES:
+        raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_CONTENT_BYTES} limit")
+    try:
+        return _course_content.validate_json(raw)
+    except ValidationError as error:
+        raise InvalidEvent(_reason(error)) from None
+
+
+class Reason(_Contract):
+    """Why an item is recommended, for machines (``code``) and people (``text``)."""
+
+    code: str
+    text: str
+    course_id: str | None = Field(None, description="The course the reason refers to, if any.")
+    value: float | None = None
+
+
+class RecommendedItem(_Contract):
+    course_id: str
+    rank: int = Field(ge=1)
+    score: float
+    reasons: list[Reason]
+    explore: bool = Field(False, description="Chosen to explore rather than by score.")
+
+
+class Trigger(_Contract):
+    """The learner event a recommendation answers; subscribers drop duplicates by event_id."""
+
+    event_id: str
+    kind: str
+    event_time: datetime
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class Recommendation(_Contract):
+    user_id: str
+    generated_at: datetime
+    trigger: Trigger
+    items: list[RecommendedItem]
+    policy: str = Field(description="Ranking policy / A-B variant that produced the list.")
+    model_version: str = Field(description="Encoder model version of the vectors ranked.")
+
+
+class DeadLetter(_Contract):
+    """A message that could not be processed, kept with its original bytes and why."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None = Field(description="Base64 of the original key, if any.")
+    value: str = Field(description="Base64 of the original value.")
+    reason: str
+    error_type: str
+    failed_at: datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
