@@ -1,0 +1,18 @@
+"""Shared fixtures: the real data in ../shared/data and (in later fixtures) a real broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real learner logs and catalogues; tests that need them skip on a user's clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (only the project's CI and developers have it)")
+    return SHARED_DATA
