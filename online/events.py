@@ -231,6 +231,7 @@ class Trigger(_Contract):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    ingested_at: datetime | None = Field(None, description="Broker timestamp of the event: freshness = generated_at - ingested_at.")
 
 
 class Recommendation(_Contract):
@@ -240,6 +241,15 @@ class Recommendation(_Contract):
     items: list[RecommendedItem]
     policy: str = Field(description="Ranking policy / A-B variant that produced the list.")
     model_version: str = Field(description="Encoder model version of the vectors ranked.")
+
+
+class CourseIndexed(_Contract):
+    """Announces that a course is embedded, stored, and recommendable from now on."""
+
+    course_id: str
+    model_version: str
+    vectors: list[str] = Field(description="Names of the vectors stored for it.")
+    indexed_at: datetime
 
 
 class DeadLetter(_Contract):

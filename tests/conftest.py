@@ -16,3 +16,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (only the project's CI and developers have it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A real Kafka-protocol broker process (Tansu) on 127.0.0.1, one per test session."""
+    from streams.embedded_broker import EmbeddedBroker
+
+    with EmbeddedBroker() as embedded:
+        yield embedded

@@ -1,0 +1,116 @@
+"""``coursestream``: the command line. Every command reads ``COURSESTREAM_*`` settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+bench = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints its figures as JSON.")
+cli.add_typer(bench, name="bench")
+
+
+@cli.command()
+def worker(loglevel: str = "info") -> None:
+    """Run a stream worker (Faust) against the configured Kafka cluster."""
+    import faust
+
+    from streams.app import app, settings
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+@cli.command()
+def broker(port: int = 9092) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory only) until Ctrl-C."""
+    from streams.embedded_broker import EmbeddedBroker
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(port) as embedded:
+        typer.echo(
+            f"export COURSESTREAM_KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap_servers} COURSESTREAM_KAFKA_EMBEDDED=1"
+        )
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+def encoder() -> None:
+    """Run the encoder service (HTTP) with the configured models."""
+    from encoders.service import main
+    from streams.settings import Settings
+
+    main(Settings().encoder)
+
+
+@cli.command()
+def replay(
+    source: Path,
+    courses: Annotated[Optional[Path], typer.Option(help="A JSON Lines file of course content to send first.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Events per second.")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="Times real time (event-time gaps / speed).")] = None,
+) -> None:
+    """Produce a historical log of learner events (JSON Lines) into the input topics, in event-time order."""
+    from online.events import parse_course_content
+    from online.sources import open_log
+    from streams.replay import publish_courses, replay_events
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    settings = Settings()
+    ensure_topics(settings)
+    if courses:
+        with courses.open("rb") as lines:
+            sent = asyncio.run(publish_courses(settings, (parse_course_content(line) for line in lines if line.strip())))
+        typer.echo(f"sent {sent} courses")
+    sent = asyncio.run(replay_events(settings, open_log(source).events(), rate=rate, speed=speed))
+    typer.echo(f"sent {sent} learner events")
+
+
+@cli.command()
+def schemas(out: Path = Path("schemas")) -> None:
+    """Write the JSON Schema files of the event contract."""
+    from online.schemas import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(path)
+
+
+@cli.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 2000,
+    show: Annotated[int, typer.Option(help="Recommendations to print in full.")] = 5,
+) -> None:
+    """Run everything on this machine: broker, Qdrant, encoder, worker; replay real learner events."""
+    from streams.demo import run_demo
+
+    raise typer.Exit(run_demo(max_events=events or None, show=show))
+
+
+@bench.command("encoder")
+def bench_encoder(
+    texts: int = 256, images: int = 64, concurrency: int = 32
+) -> None:
+    """Encoder throughput with dynamic batching vs one request at a time, and latency."""
+    from encoders.bench import run_encoder_benchmark
+    from streams.settings import Settings
+
+    figures = run_encoder_benchmark(Settings().encoder, n_texts=texts, n_images=images, concurrency=concurrency)
+    typer.echo(json.dumps(figures, indent=2))
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cli()

