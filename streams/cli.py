@@ -26,6 +26,7 @@ def worker(loglevel: str = "info") -> None:
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 

@@ -25,3 +25,14 @@ def broker():
 
     with EmbeddedBroker() as embedded:
         yield embedded
+
+
+@pytest.fixture(scope="session")
+def encoder_service():
+    """The encoder service with its real default models, in this process, over real HTTP."""
+    from encoders.service import serve_in_background
+    from encoders.settings import EncoderSettings
+
+    with serve_in_background(EncoderSettings(), port=0) as service:
+        service.wait_ready()
+        yield service

@@ -14,48 +14,16 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streams.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def worker_env(
-    bootstrap_servers: str, encoder_url: str, data_dir: Path, app_id: str, partitions: int = 2, **extra: str
-) -> dict[str, str]:
-    """Environment of a worker on the embedded broker, isolated by app id and topic names."""
-    env = {
-        **os.environ,
-        "COURSESTREAM_APP_ID": app_id,
-        "COURSESTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "COURSESTREAM_KAFKA_EMBEDDED": "1",
-        "COURSESTREAM_KAFKA_SESSION_TIMEOUT_S": "6",
-        "COURSESTREAM_KAFKA_HEARTBEAT_INTERVAL_S": "2",
-        "COURSESTREAM_DATA_DIR": str(data_dir),
-        "COURSESTREAM_PARTITIONS": str(partitions),
-        "COURSESTREAM_ENCODER_URL": encoder_url,
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    for topic in ("learner_events", "course_content", "recommendations", "dead_letter", "course_indexed"):
-        env[f"COURSESTREAM_TOPIC_{topic.upper()}"] = f"{app_id}.{topic.replace('_', '-')}"
-    env.update(extra)
-    return env
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    previous = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return Settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
 
 
 class WorkerProcess:
     """``coursestream worker`` as a real child process; its log goes to a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
+        self.env = {**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"}
+        self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:

@@ -1,0 +1,221 @@
+"""The streaming loop end to end: real broker process, real worker process, real models.
+
+Catalogue and learner events are the OULAD sample that ships with the package (real
+learners of module AAA 2013J).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from online.events import CourseContent, Recommendation
+from online.profile import LearnerProfile
+from online.sources import oulad_catalogue
+from streams.demo import SAMPLE, embedded_env, sample_events, settings_from
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.kafka_io import WorkerProcess, consume, produce
+
+pytestmark = [pytest.mark.broker, pytest.mark.model]
+
+
+@dataclass
+class Pipeline:
+    """Topics, settings and a worker of one isolated app on the shared broker."""
+
+    env: dict[str, str]
+    settings: Settings
+    workdir: Path
+
+    def worker(self) -> WorkerProcess:
+        return WorkerProcess(self.env, self.workdir / "worker.log").start()
+
+    def index(self, courses: list[CourseContent], worker: WorkerProcess) -> None:
+        servers, s = self.settings.kafka_bootstrap_servers, self.settings
+        produce(servers, s.topic_course_content, ((c.course_id.encode(), c.model_dump_json().encode()) for c in courses))
+        consume(servers, s.topic_course_indexed, lambda r: len(r) >= len(courses), describe=worker.log)
+
+    def send_events(self, events: list) -> None:
+        produce(
+            self.settings.kafka_bootstrap_servers,
+            self.settings.topic_learner_events,
+            ((e.user_id.encode(), e.model_dump_json().encode()) for e in events),
+        )
+
+    def recommendations(self, until, worker: WorkerProcess) -> list[Recommendation]:
+        return consume(
+            self.settings.kafka_bootstrap_servers,
+            self.settings.topic_recommendations,
+            lambda records: until(records),
+            decode=lambda message: Recommendation.model_validate_json(message.value),
+            describe=worker.log,
+        )
+
+
+def new_pipeline(broker, encoder_service, workdir: Path) -> Pipeline:
+    env = embedded_env(broker.bootstrap_servers, encoder_service.url, workdir / "state", app_id=f"t{uuid.uuid4().hex[:8]}")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Pipeline(env, settings, workdir)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> list[CourseContent]:
+    return list(oulad_catalogue(SAMPLE))
+
+
+@pytest.fixture(scope="module")
+def running(broker, encoder_service, catalogue, tmp_path_factory):
+    """One worker with the sample catalogue indexed, shared by the tests below."""
+    pipeline = new_pipeline(broker, encoder_service, tmp_path_factory.mktemp("running"))
+    worker = pipeline.worker()
+    try:
+        pipeline.index(catalogue, worker)
+        yield pipeline, worker
+    finally:
+        worker.stop()
+
+
+def test_learner_events_come_out_as_recommendations(running, catalogue) -> None:
+    pipeline, worker = running
+    events = list(sample_events(400))
+    pipeline.send_events(events)
+    recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+
+    known = {c.course_id for c in catalogue}
+    by_trigger = {rec.trigger.event_id: rec for rec in recs}
+    taken: dict[str, set[str]] = defaultdict(set)
+    nonempty = 0
+    for event in events:  # the sample is in per-learner event order
+        taken[event.user_id].add(event.course_id)
+        rec = by_trigger[event.event_id]
+        assert rec.user_id == event.user_id
+        ids = [item.course_id for item in rec.items]
+        assert set(ids) <= known, "recommended a course that does not exist"
+        assert not set(ids) & taken[event.user_id], "recommended a course the learner already took"
+        assert len(ids) == len(set(ids))
+        scores = [item.score for item in rec.items]
+        assert scores == sorted(scores, reverse=True)
+        assert [item.rank for item in rec.items] == list(range(1, len(ids) + 1))
+        assert all(item.reasons for item in rec.items)
+        nonempty += bool(ids)
+    assert nonempty >= 0.9 * len(events)
+
+
+BAD_MESSAGES = {
+    "bad JSON": (b"u-bad", b'{"kind": "click", "event_id": '),
+    "not an object": (b"u-bad", b"[1, 2, 3]"),
+    "wrong type": (b"u-bad", json.dumps({"kind": "click", "event_id": "b1", "user_id": "u-bad", "course_id": "c",
+                                         "event_time": "2024-05-01T10:00:00Z", "action": "open", "count": "many"}).encode()),
+    "missing field": (b"u-bad", json.dumps({"kind": "quiz", "event_id": "b2", "user_id": "u-bad", "course_id": "c",
+                                            "event_time": "2024-05-01T10:00:00Z", "quiz_id": "q"}).encode()),
+    "negative duration": (b"u-bad", json.dumps({"kind": "video", "event_id": "b3", "user_id": "u-bad", "course_id": "c",
+                                                "event_time": "2024-05-01T10:00:00Z", "video_id": "v",
+                                                "watched_seconds": -5, "position_seconds": 1,
+                                                "video_length_seconds": 60}).encode()),
+    "unknown kind": (b"u-bad", json.dumps({"kind": "purchase", "event_id": "b4", "user_id": "u-bad"}).encode()),
+    "key is not the user": (b"someone-else", json.dumps({"kind": "click", "event_id": "b5", "user_id": "u-bad",
+                                                         "course_id": "c", "event_time": "2024-05-01T10:00:00Z",
+                                                         "action": "open"}).encode()),
+    "no key": (None, json.dumps({"kind": "click", "event_id": "b6", "user_id": "u-bad", "course_id": "c",
+                                 "event_time": "2024-05-01T10:00:00Z", "action": "open"}).encode()),
+}
+
+
+def test_malformed_events_are_dead_lettered_and_valid_ones_keep_flowing(running, catalogue) -> None:
+    pipeline, worker = running
+    s = pipeline.settings
+    valid = [e.model_copy(update={"event_id": f"dlq-{e.event_id}", "user_id": f"dlq-{e.user_id}"})
+             for e in sample_events(40)]
+    mixed = []
+    for i, (key, value) in enumerate(BAD_MESSAGES.values()):
+        mixed.append((key, value))
+        mixed.extend((e.user_id.encode(), e.model_dump_json().encode()) for e in valid[i * 5 : (i + 1) * 5])
+    produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed)
+
+    letters = consume(s.kafka_bootstrap_servers, s.topic_dead_letter, lambda r: len(r) >= len(BAD_MESSAGES),
+                      describe=worker.log)
+    assert len(letters) == len(BAD_MESSAGES)
+    originals = {base64.b64decode(letter["value"]): letter for letter in letters}
+    for name, (key, value) in BAD_MESSAGES.items():
+        letter = originals[value]  # the original bytes are kept
+        assert letter["topic"] == s.topic_learner_events, name
+        assert letter["partition"] is not None and letter["offset"] is not None, name
+        assert letter["reason"] and letter["error_type"] == "InvalidEvent", name
+    assert "Invalid JSON" in originals[BAD_MESSAGES["bad JSON"][1]]["reason"]
+    assert "count" in originals[BAD_MESSAGES["wrong type"][1]]["reason"]
+    assert "score or correct" in originals[BAD_MESSAGES["missing field"][1]]["reason"]
+    assert "watched_seconds" in originals[BAD_MESSAGES["negative duration"][1]]["reason"]
+    assert "key" in originals[BAD_MESSAGES["key is not the user"][1]]["reason"]
+
+    wanted = {e.event_id for e in valid}
+    recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker)
+    assert {rec.user_id for rec in recs if rec.trigger.event_id in wanted} == {e.user_id for e in valid}
+
+
+def final_profiles(settings: Settings) -> dict[str, LearnerProfile]:
+    """The last value of every key on the profiles table's changelog topic."""
+    changelog = f"{settings.app_id}-profiles-changelog"
+    rows: dict[str, bytes] = {}
+
+    def keep(message: ConsumerRecord) -> None:
+        rows[message.key.decode()] = message.value
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             fetch_max_wait_ms=10)
+    partitions = [TopicPartition(changelog, p) for p in sorted(consumer.partitions_for_topic(changelog))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    end = consumer.end_offsets(partitions)
+    while any(consumer.position(tp) < end[tp] for tp in partitions):
+        for batch in consumer.poll(timeout_ms=200).values():
+            for message in batch:
+                keep(message)
+    consumer.close()
+    return {user: LearnerProfile.from_bytes(raw) for user, raw in rows.items()}
+
+
+def run_to_completion(pipeline: Pipeline, catalogue, events, kill_after: int | None) -> dict[str, LearnerProfile]:
+    worker = pipeline.worker()
+    try:
+        pipeline.index(catalogue, worker)
+        pipeline.send_events(events)
+        wanted = {e.event_id for e in events}
+        if kill_after is not None:
+            pipeline.recommendations(lambda r: len(r) >= kill_after, worker)
+            worker.kill()
+            worker = pipeline.worker()
+        pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker)
+    finally:
+        worker.stop()
+    return final_profiles(pipeline.settings)
+
+
+def test_worker_killed_mid_stream_recovers_profiles_exactly(broker, encoder_service, catalogue, tmp_path) -> None:
+    events = list(sample_events(1500))
+    clean = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events, None)
+    killed = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, 500)
+
+    per_user = defaultdict(int)
+    for event in events:
+        per_user[event.user_id] += 1
+    assert set(clean) == set(killed) == set(per_user)
+    for user, profile in killed.items():
+        reference = clean[user]
+        assert profile.events == reference.events == per_user[user], "an event was lost or applied twice"
+        assert (profile.applied_offset, profile.taken, profile.recent_event_ids) == (
+            reference.applied_offset, reference.taken, reference.recent_event_ids)
+        assert profile.latest_time == reference.latest_time
+        assert np.allclose(profile.interest, reference.interest, atol=2e-3)
+        assert profile.weight == pytest.approx(reference.weight, rel=1e-4)
