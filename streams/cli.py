@@ -58,14 +58,15 @@ def encoder() -> None:
 
 @cli.command()
 def replay(
-    source: Path,
+    source: Annotated[Path, typer.Argument(help="A log file or folder: JSON Lines, CSV, Parquet, OULAD, EdNet KT1/KT4.")],
+    format: Annotated[Optional[str], typer.Option(help="The log's format (default: from the name).")] = None,
     courses: Annotated[Optional[Path], typer.Option(help="A JSON Lines file of course content to send first.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Events per second.")] = None,
     speed: Annotated[Optional[float], typer.Option(help="Times real time (event-time gaps / speed).")] = None,
 ) -> None:
-    """Produce a historical log of learner events (JSON Lines) into the input topics, in event-time order."""
+    """Produce a historical log of learner events into the input topics, in event-time order."""
     from online.events import parse_course_content
-    from online.sources import open_log
+    from online.sources import InvalidRow, open_log
     from streams.replay import publish_courses, replay_events
     from streams.settings import Settings
     from streams.topics import ensure_topics
@@ -76,8 +77,19 @@ def replay(
         with courses.open("rb") as lines:
             sent = asyncio.run(publish_courses(settings, (parse_course_content(line) for line in lines if line.strip())))
         typer.echo(f"sent {sent} courses")
-    sent = asyncio.run(replay_events(settings, open_log(source).events(), rate=rate, speed=speed))
-    typer.echo(f"sent {sent} learner events")
+    invalid: list[InvalidRow] = []
+
+    def valid_events():  # type: ignore[no-untyped-def]
+        for result in open_log(source, format):
+            if isinstance(result, InvalidRow):
+                invalid.append(result)
+            else:
+                yield result
+
+    sent = asyncio.run(replay_events(settings, valid_events(), rate=rate, speed=speed))
+    typer.echo(f"sent {sent} learner events; skipped {len(invalid)} invalid rows")
+    for row in invalid[:10]:
+        typer.echo(f"  {row}", err=True)
 
 
 @cli.command()

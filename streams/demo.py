@@ -87,13 +87,14 @@ async def _wait_for(settings: Settings, topic: str, expected: int, on_record=Non
     return seen
 
 
-def _line(rec: Recommendation) -> str:
-    top = ", ".join(f"{item.course_id} ({item.score:.2f})" for item in rec.items[:3])
-    return f"{rec.user_id:>8} after {rec.trigger.kind:<5} {rec.trigger.event_id[-24:]:<24} -> {top or '(nothing yet)'}"
+def _line(rec: Recommendation, titles: Mapping[str, str]) -> str:
+    top = " | ".join(f"{titles.get(item.course_id, item.course_id)} {item.score:.2f}" for item in rec.items[:2])
+    return f"{rec.user_id} after a {rec.trigger.kind} -> {top or '(nothing yet)'}"
 
 
 async def _demo(settings: Settings, max_events: int | None, show: int) -> dict[str, float]:
     courses = list(oulad_catalogue(SAMPLE))
+    titles = {course.course_id: course.title for course in courses}
     print(f"indexing {len(courses)} courses of the OULAD sample through the encoder ...", flush=True)
     started = time.monotonic()
     waiting = asyncio.create_task(_wait_for(settings, settings.topic_course_indexed, len(courses)))
@@ -112,7 +113,7 @@ async def _demo(settings: Settings, max_events: int | None, show: int) -> dict[s
         if printed < show:
             print(rec.model_dump_json(indent=2), flush=True)
         elif printed % max(1, len(events) // 20) == 0:
-            print(_line(rec), flush=True)
+            print(_line(rec, titles), flush=True)
         printed += 1
 
     print(f"replaying {len(events)} real learner events ...", flush=True)
