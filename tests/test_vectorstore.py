@@ -1,0 +1,83 @@
+"""Both vector-store back ends behind one interface, on real embeddings of a real catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from encoders.text import TextEncoder
+from online.sources import oulad_catalogue
+from streams.demo import SAMPLE
+from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def points() -> list[CoursePoint]:
+    courses = list(oulad_catalogue(SAMPLE))[:120]
+    vectors = TextEncoder().encode([f"{c.title}. {c.description}" for c in courses])
+    return [
+        CoursePoint(c.course_id, {"text": v}, {"language": "en" if i % 3 else "fr", "part_of": c.part_of})
+        for i, (c, v) in enumerate(zip(courses, vectors))
+    ]
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def store(request, tmp_path: Path) -> VectorStore:
+    if request.param == "edge":
+        opened: VectorStore = EdgeVectorStore(tmp_path / "edge")
+    else:
+        opened = QdrantClientVectorStore("courses", location=":memory:")
+    yield opened
+    opened.close()
+
+
+def exact_top(points: list[CoursePoint], query: np.ndarray, k: int, keep=lambda p: True) -> list[str]:
+    scored = sorted(((float(p.vectors["text"] @ query), p.course_id) for p in points if keep(p)), reverse=True)
+    return [course_id for _, course_id in scored[:k]]
+
+
+def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint]) -> None:
+    assert store.search(points[0].vectors["text"], "text", 5) == []  # nothing stored yet: no error
+    store.ensure_collection({"text": 384})
+    store.upsert(points)
+    assert store.count() == len(points)
+
+    query = points[7].vectors["text"]
+    hits = store.search(query, "text", 10)
+    assert [h.course_id for h in hits] == exact_top(points, query, 10)
+    assert hits[0].course_id == points[7].course_id and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+
+    excluded = [h.course_id for h in hits[:3]]
+    hits = store.search(query, "text", 10, exclude=excluded, match={"language": "en"})
+    expected = exact_top(points, query, 10, lambda p: p.course_id not in excluded and p.payload["language"] == "en")
+    assert [h.course_id for h in hits] == expected
+    assert all(h.payload["language"] == "en" for h in hits)
+
+    vectors = store.vectors([points[1].course_id, "no-such-course"], "text")
+    assert list(vectors) == [points[1].course_id]
+    assert np.allclose(vectors[points[1].course_id], points[1].vectors["text"], atol=1e-5)
+
+
+def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
+    store.ensure_collection({"text": 384})
+    store.upsert(points[:10])
+    moved = CoursePoint(points[0].course_id, points[5].vectors, {"language": "de"})
+    store.upsert([moved])
+    assert store.count() == 10
+    assert store.search(points[5].vectors["text"], "text", 1, exclude=[points[5].course_id])[0].payload["language"] == "de"
+
+
+def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePoint]) -> None:
+    store = EdgeVectorStore(tmp_path / "edge")
+    store.ensure_collection({"text": 384})
+    store.upsert(points)
+    before = [h.course_id for h in store.search(points[3].vectors["text"], "text", 5)]
+    store.close()
+    reopened = EdgeVectorStore(tmp_path / "edge")
+    assert reopened.count() == len(points)
+    assert [h.course_id for h in reopened.search(points[3].vectors["text"], "text", 5)] == before
+    reopened.close()
