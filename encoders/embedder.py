@@ -1,0 +1,171 @@
+"""From courses to vectors: the loaded models behind dynamic batchers, and the fusion of their outputs.
+
+A course's text vector embeds :func:`course_text`; its image vector pools its images and its
+video's keyframes; its fused vector combines the two (see ``encoders.fusion``). The HTTP
+service and the benchmark both drive an :class:`Embedder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from encoders.batching import Batcher
+from encoders.fusion import Fusion, pool
+from encoders.image import ImageEncoder
+from encoders.settings import EncoderSettings
+from encoders.text import TextEncoder
+from encoders.video import VideoEncoder
+
+#: Bump when the vectors change while the models do not (text joining, pooling, fusion).
+VECTOR_FORMAT = 1
+
+
+def course_text(title: str, description: str = "", syllabus: str = "", *transcripts: str) -> str:
+    """The text a course's text vector embeds: its non-empty fields, stripped, one per line.
+
+    The order is title, description, syllabus, then transcripts (the course's, its video's):
+    the model reads only the first 256 tokens, so what says most about a course comes first.
+
+    >>> course_text(" Python for Everybody ", "Learn to program.", "", "Hello and welcome.")
+    'Python for Everybody\\nLearn to program.\\nHello and welcome.'
+    """
+    parts = (title, description, syllabus, *transcripts)
+    return "\n".join(part.strip() for part in parts if part.strip())
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """The loaded text and image models: the slow part to start, shareable between apps."""
+
+    text: TextEncoder
+    image: ImageEncoder
+
+    @classmethod
+    def load(cls, settings: EncoderSettings) -> Encoders:
+        """Load and warm up the configured models, from local files only."""
+        text = TextEncoder(settings.text_model, settings.device)
+        return cls(text, ImageEncoder(settings.image_model, settings.device))
+
+
+@dataclass
+class Course:
+    """One course to embed, its media already decoded."""
+
+    id: str
+    text: str
+    images: list[Image.Image] = field(default_factory=list)
+    video_frames: list[Image.Image] = field(default_factory=list)
+
+
+class Embedder:
+    """Embeds courses with dynamic batching; start it with ``async with``.
+
+    ``on_batch(modality, size)`` is called for each forward pass (for metrics).
+    """
+
+    def __init__(
+        self,
+        settings: EncoderSettings,
+        encoders: Encoders,
+        on_batch: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.encoders = encoders
+        self.video = VideoEncoder(encoders.image, settings.video_frames)
+        self.fusion = Fusion(settings.text_weight, settings.image_weight, encoders.image.dim)
+        # One inference thread for both models: concurrent passes would only fight over the
+        # same cores (or GPU), and the event loop never waits on a model.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="encoder")
+        self.text_batcher: Batcher[str, np.ndarray] = _batcher(
+            settings, encoders.text.encode, executor, "text", on_batch
+        )
+        self.image_batcher: Batcher[Image.Image, np.ndarray] = _batcher(
+            settings, encoders.image.encode, executor, "image", on_batch
+        )
+        versions = {
+            "format": VECTOR_FORMAT,
+            "text": encoders.text.version,
+            "max_tokens": encoders.text.max_tokens,
+            "image": encoders.image.version,
+            "video": self.video.version,
+            "weights": [self.fusion.text_weight, self.fusion.image_weight],
+        }
+        digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
+        #: Changes when a model, the token limit, the frame count, the weights or the format change.
+        self.model_version = f"enc-{digest[:12]}"
+
+    async def __aenter__(self) -> Embedder:
+        self.text_batcher.start()
+        self.image_batcher.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.text_batcher.stop()
+        await self.image_batcher.stop()
+
+    def info(self) -> dict[str, Any]:
+        """Model names, versions and vector sizes (the body of ``GET /v1/info``)."""
+        text, image = self.encoders.text, self.encoders.image
+        return {
+            "model_version": self.model_version,
+            "models": {
+                "text": {"name": text.name, "version": text.version, "dim": text.dim},
+                "image": {"name": image.name, "version": image.version, "dim": image.dim},
+            },
+            "vectors": {"text": text.dim, "image": image.dim, "fused": text.dim + image.dim},
+        }
+
+    async def embed(self, courses: Sequence[Course]) -> list[dict[str, np.ndarray]]:
+        """Vectors ``text``, ``image`` (only for courses with images or video) and ``fused``, per course.
+
+        A course's image vector pools its images' vectors and its video's vector (itself the
+        pool of its keyframes), so a video counts as much as one image however many frames
+        it has. Raises ``Busy`` when a batcher's queue is full.
+        """
+        pictures = [picture for course in courses for picture in (*course.images, *course.video_frames)]
+        tasks = [
+            asyncio.ensure_future(self.text_batcher.submit([course.text for course in courses])),
+            asyncio.ensure_future(self.image_batcher.submit(pictures)),
+        ]
+        try:
+            text_vectors, picture_vectors = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # don't spend a forward pass on a request that failed
+                task.cancel()
+            raise
+        results, start = [], 0
+        for course, text in zip(courses, text_vectors):
+            images = picture_vectors[start : start + len(course.images)]
+            start += len(course.images)
+            frames = picture_vectors[start : start + len(course.video_frames)]
+            start += len(course.video_frames)
+            sources = [*images, pool(frames)] if frames else images
+            image = pool(sources) if sources else None
+            vectors = {"text": text} if image is None else {"text": text, "image": image}
+            results.append({**vectors, "fused": self.fusion.fuse(text, image)})
+        return results
+
+
+def _batcher(
+    settings: EncoderSettings,
+    fn: Callable[[list[Any]], np.ndarray],
+    executor: Executor,
+    modality: str,
+    on_batch: Callable[[str, int], None] | None,
+) -> Batcher[Any, np.ndarray]:
+    return Batcher(
+        fn,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        executor=executor,
+        on_batch=None if on_batch is None else lambda size: on_batch(modality, size),
+    )

