@@ -134,7 +134,8 @@ _learner_event = TypeAdapter(LearnerEvent)
 MAX_EVENT_BYTES = 64 * 1024
 
 
-def _reason(error: ValidationError) -> str:
+def validation_reason(error: ValidationError) -> str:
+    """One line naming each invalid field and what is wrong with it."""
     parts = []
     for item in error.errors(include_url=False):
         where = ".".join(str(p) for p in item["loc"]) or "message"
@@ -149,7 +150,7 @@ def parse_learner_event(raw: bytes) -> ClickEvent | VideoEvent | QuizEvent:
     try:
         return _learner_event.validate_json(raw)
     except ValidationError as error:
-        raise InvalidEvent(_reason(error)) from None
+        raise InvalidEvent(validation_reason(error)) from None
 
 
 class MediaRef(_Contract):
@@ -202,7 +203,7 @@ def parse_course_content(raw: bytes) -> CourseContent:
     try:
         return _course_content.validate_json(raw)
     except ValidationError as error:
-        raise InvalidEvent(_reason(error)) from None
+        raise InvalidEvent(validation_reason(error)) from None
 
 
 class Reason(_Contract):
