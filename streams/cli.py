@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,7 +28,10 @@ def worker(loglevel: str = "info") -> None:
 
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    stream_worker = faust.Worker(app, loglevel=loglevel)
+    if not sys.stdout.isatty():
+        stream_worker.spinner = None  # a progress spinner only garbles logs written to files and pipes
+    stream_worker.execute_from_commandline()
 
 
 @cli.command()
@@ -105,11 +109,12 @@ def schemas(out: Path = Path("schemas")) -> None:
 def demo(
     events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 2000,
     show: Annotated[int, typer.Option(help="Recommendations to print in full.")] = 5,
+    rate: Annotated[Optional[float], typer.Option(help="Replay at this many events/s (default: as fast as possible).")] = None,
 ) -> None:
     """Run everything on this machine: broker, Qdrant, encoder, worker; replay real learner events."""
     from streams.demo import run_demo
 
-    raise typer.Exit(run_demo(max_events=events or None, show=show))
+    raise typer.Exit(run_demo(max_events=events or None, show=show, rate=rate))
 
 
 @bench.command("encoder")

@@ -92,7 +92,7 @@ def _line(rec: Recommendation, titles: Mapping[str, str]) -> str:
     return f"{rec.user_id} after a {rec.trigger.kind} -> {top or '(nothing yet)'}"
 
 
-async def _demo(settings: Settings, max_events: int | None, show: int) -> dict[str, float]:
+async def _demo(settings: Settings, max_events: int | None, show: int, rate: float | None) -> dict[str, float]:
     courses = list(oulad_catalogue(SAMPLE))
     titles = {course.course_id: course.title for course in courses}
     print(f"indexing {len(courses)} courses of the OULAD sample through the encoder ...", flush=True)
@@ -119,7 +119,7 @@ async def _demo(settings: Settings, max_events: int | None, show: int) -> dict[s
     print(f"replaying {len(events)} real learner events ...", flush=True)
     started = time.monotonic()
     waiting = asyncio.create_task(_wait_for(settings, settings.topic_recommendations, len(events), on_recommendation))
-    await replay_events(settings, events, progress=False)
+    await replay_events(settings, events, rate=rate, progress=False)
     received = await waiting
     elapsed = time.monotonic() - started
     latencies.sort()
@@ -133,7 +133,7 @@ async def _demo(settings: Settings, max_events: int | None, show: int) -> dict[s
     }
 
 
-def run_demo(max_events: int | None = 2000, show: int = 5) -> int:
+def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = None) -> int:
     """Run the demo; returns the process exit code."""
     import subprocess
 
@@ -149,12 +149,16 @@ def run_demo(max_events: int | None = 2000, show: int = 5) -> int:
         env = embedded_env(broker.bootstrap_servers, encoder.url, Path(tmp))
         settings = settings_from(env)
         ensure_topics(settings)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
-            env={**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"},
-        )
+        worker_log = Path(tmp) / "worker.log"
+        with worker_log.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                env={**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            figures = asyncio.run(_demo(settings, max_events, show))
+            figures = asyncio.run(_demo(settings, max_events, show, rate))
         except KeyboardInterrupt:
             print("interrupted: stopping", flush=True)
             return 130
@@ -162,5 +166,7 @@ def run_demo(max_events: int | None = 2000, show: int = 5) -> int:
             worker.terminate()
             worker.wait(30)
             encoder.stop()
+            if worker.returncode not in (0, -15):
+                print(f"worker exited with {worker.returncode}; its log:\n{worker_log.read_text()[-5000:]}")
         print("summary: " + ", ".join(f"{key}={value}" for key, value in figures.items()), flush=True)
         return 0 if figures["recommendations"] >= figures["events_replayed"] else 1
