@@ -244,6 +244,15 @@ class Recommendation(_Contract):
     model_version: str = Field(description="Encoder model version of the vectors ranked.")
 
 
+class ParkedContent(_Contract):
+    """Course content the encoder could not take yet, parked on the retry topic."""
+
+    content: CourseContent
+    attempts: int = Field(ge=1, description="Failed attempts so far.")
+    retry_at: datetime = Field(description="Not to be retried before this time.")
+    last_error: str
+
+
 class CourseIndexed(_Contract):
     """Announces that a course is embedded, stored, and recommendable from now on."""
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,7 @@ class LearnerProfile:
     recent_event_ids: list[str] = field(default_factory=list)
     events: int = 0
     half_life_days: float = 14.0
+    vector_version: str | None = None
 
     def seen(self, event_id: str, offset: int | None) -> bool:
         """Whether this event was already applied (by offset watermark or recent id)."""
@@ -96,6 +98,22 @@ class LearnerProfile:
         self.interest = ((self.interest * self.weight + vector * weight) / total).astype(np.float32)
         self.weight = total
 
+    def rebase(self, vectors: Sequence[np.ndarray], version: str | None) -> None:
+        """Move the interest into the space of another encoder model version.
+
+        Vectors of different models are not comparable, so the interest is re-derived as the
+        mean of the new-model vectors of recently taken courses; the decayed weight stays.
+
+        >>> profile = LearnerProfile(interest=np.array([1.0, 0.0]), weight=2.0, vector_version="v1")
+        >>> profile.rebase([np.array([0.0, 1.0]), np.array([0.0, 0.5])], "v2")
+        >>> profile.interest, profile.vector_version
+        (array([0.  , 0.75], dtype=float32), 'v2')
+        """
+        self.vector_version = version
+        self.interest = np.mean(vectors, axis=0).astype(np.float32) if len(vectors) else None
+        if self.interest is None:
+            self.weight = 0.0
+
     def to_bytes(self) -> bytes:
         """Compact JSON: the interest vector as base64 float16 (768 bytes for 384 dimensions)."""
         state = {
@@ -107,6 +125,7 @@ class LearnerProfile:
             "ids": self.recent_event_ids,
             "n": self.events,
             "h": self.half_life_days,
+            "v": self.vector_version,
         }
         return json.dumps(state, separators=(",", ":")).encode()
 
@@ -123,4 +142,5 @@ class LearnerProfile:
             recent_event_ids=state["ids"],
             events=state["n"],
             half_life_days=state["h"],
+            vector_version=state["v"],
         )

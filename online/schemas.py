@@ -11,13 +11,14 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from online.events import CourseContent, CourseIndexed, DeadLetter, LearnerEvent, Recommendation
+from online.events import CourseContent, CourseIndexed, DeadLetter, LearnerEvent, ParkedContent, Recommendation
 
 CONTRACT = {
     "learner-event": TypeAdapter(LearnerEvent),
     "course-content": TypeAdapter(CourseContent),
     "recommendation": TypeAdapter(Recommendation),
     "course-indexed": TypeAdapter(CourseIndexed),
+    "parked-content": TypeAdapter(ParkedContent),
     "dead-letter": TypeAdapter(DeadLetter),
 }
 

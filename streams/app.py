@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import faust
@@ -29,17 +30,20 @@ import mode
 import numpy as np
 from faust.types import EventT, Message
 from mode.utils.collections import LRUCache
+from pydantic import ValidationError
 
 from online.events import (
     CourseContent,
     CourseIndexed,
     DeadLetter,
     InvalidEvent,
+    ParkedContent,
     Recommendation,
     Trigger,
     parse_course_content,
     parse_learner_event,
     utcnow,
+    validation_reason,
 )
 from online.profile import LearnerProfile
 from online.ranking import POLICY, Candidate, rank
@@ -49,6 +53,9 @@ from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Courses whose new vectors re-derive a profile's interest after an encoder model change.
+REBASE_COURSES = 32
+MODEL_VERSION_POLL_S = 30.0
 
 settings = Settings()
 if settings.kafka_embedded:
@@ -82,6 +89,7 @@ course_content = _raw_topic(settings.topic_course_content)
 recommendations = _raw_topic(settings.topic_recommendations)
 dead_letters = _raw_topic(settings.topic_dead_letter)
 course_indexed = _raw_topic(settings.topic_course_indexed)
+content_retry = _raw_topic(settings.topic_content_retry)
 
 #: user id (bytes) -> LearnerProfile.to_bytes()
 profiles = app.Table(
@@ -94,6 +102,11 @@ class CourseIndex(mode.Service):
 
     Store calls block, so they run on one dedicated thread: off the event loop, and one
     at a time, as the embedded engine wants.
+
+    Vectors of different encoder models are never compared: ``model_version`` is the
+    encoder service's current version (from ``/v1/info`` and every embed response);
+    queries only see courses embedded with it, and profiles built with another version
+    are rebased (see ``LearnerProfile.rebase``).
     """
 
     #: Cached vectors are re-read after this long: another worker may have re-indexed them.
@@ -102,14 +115,16 @@ class CourseIndex(mode.Service):
     def __init__(self, config: Settings, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.model_version = "none"
+        self.model_version: str | None = None
+        self._dims: dict[str, int] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vector-store")
         self._store: VectorStore | None = None
-        self._vectors: LRUCache[str, tuple[float, np.ndarray | None]] = LRUCache(limit=50_000)
+        self._vectors: LRUCache[str, tuple[float, CoursePoint | None]] = LRUCache(limit=50_000)
         self.encoder = EncoderClient(
             config.encoder_url,
             token=config.encoder.token.get_secret_value() if config.encoder.token else None,
             timeout_s=config.encoder_timeout_s,
+            attempts=config.encoder_attempts,
         )
 
     def _open_store(self) -> VectorStore:
@@ -129,25 +144,45 @@ class CourseIndex(mode.Service):
     async def _in_store(self, call: Callable[[VectorStore], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: call(self._open_store()))
 
-    async def vector(self, course_id: str) -> np.ndarray | None:
-        """The course's ranking vector, or None if it is not indexed."""
-        cached = self._vectors.get(course_id)
-        if cached is not None and time.monotonic() - cached[0] < self.VECTOR_TTL_S:
-            return cached[1]
-        using = self.config.ranking_vector
-        vector = (await self._in_store(lambda s: s.vectors([course_id], using))).get(course_id)
-        self._vectors[course_id] = (time.monotonic(), vector)
-        return vector
+    async def refresh_model_version(self) -> None:
+        """Ask the encoder service which models it runs (raises EncoderUnavailable if it is down)."""
+        info = await self.encoder.info()
+        self.model_version, self._dims = info["model_version"], info["vectors"]
+
+    async def vectors(self, course_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Ranking vectors of those courses that are indexed with the current model."""
+        now, found, missing = time.monotonic(), {}, []
+        for course_id in course_ids:
+            cached = self._vectors.get(course_id)
+            if cached is not None and now - cached[0] < self.VECTOR_TTL_S:
+                found[course_id] = cached[1]
+            else:
+                missing.append(course_id)
+        if missing:
+            using = self.config.ranking_vector
+            points = await self._in_store(lambda s: s.points(missing, using))
+            for course_id in missing:
+                found[course_id] = points.get(course_id)
+                self._vectors[course_id] = (now, found[course_id])
+        using, version = self.config.ranking_vector, self.model_version
+        return {
+            course_id: point.vectors[using]
+            for course_id, point in found.items()
+            if point is not None and version in (None, point.payload.get("model_version"))
+        }
 
     async def candidates(self, profile: LearnerProfile, limit: int) -> list[Candidate]:
         if profile.interest is None:
             return []
         interest, using, taken = profile.interest, self.config.ranking_vector, profile.taken
-        return await self._in_store(lambda s: s.search(interest, using, limit, exclude=taken))
+        match = {"model_version": self.model_version} if self.model_version else None
+        return await self._in_store(lambda s: s.search(interest, using, limit, exclude=taken, match=match))
 
     async def index(self, contents: Sequence[CourseContent]) -> list[CoursePoint]:
         """Embed courses with the encoder service and upsert them: recommendable at once."""
         result = await self.encoder.embed(contents)
+        if self._dims is None or result.model_version != self.model_version:
+            await self.refresh_model_version()
         points = [
             CoursePoint(
                 content.course_id,
@@ -164,17 +199,16 @@ class CourseIndex(mode.Service):
             )
             for content, embedding in zip(contents, result.embeddings, strict=True)
         ]
-        dims = {name: len(vector) for name, vector in points[0].vectors.items()}
+        dims = self._dims
 
         def write(store: VectorStore) -> None:
             store.ensure_collection(dims)
             store.upsert(points)
 
         await self._in_store(write)
-        self.model_version = result.model_version
-        now = time.monotonic()
+        now, using = time.monotonic(), self.config.ranking_vector
         for point in points:
-            self._vectors[point.course_id] = (now, point.vectors[self.config.ranking_vector])
+            self._vectors[point.course_id] = (now, CoursePoint(point.course_id, {using: point.vectors[using]}, point.payload))
         return points
 
     async def on_stop(self) -> None:
@@ -235,8 +269,15 @@ async def update_profiles(stream: faust.StreamT) -> None:
                 if stored
                 else LearnerProfile(half_life_days=settings.interest_half_life_days)
             )
-            vector = await course_index.vector(learner_event.course_id)
-            if profile.learn_one(learner_event, vector, offset=message.offset):
+            changed = False
+            if course_index.model_version and profile.vector_version != course_index.model_version:
+                recent = profile.taken[-REBASE_COURSES:]
+                vectors = await course_index.vectors(recent)
+                profile.rebase([vectors[c] for c in recent if c in vectors], course_index.model_version)
+                changed = True
+            vector = (await course_index.vectors([learner_event.course_id])).get(learner_event.course_id)
+            changed |= profile.learn_one(learner_event, vector, offset=message.offset)
+            if changed:
                 profiles[message.key] = profile.to_bytes()
             candidates = await course_index.candidates(profile, limit=settings.recommendations_k)
             recommendation = Recommendation(
@@ -245,13 +286,36 @@ async def update_profiles(stream: faust.StreamT) -> None:
                 trigger=_trigger(learner_event, message),
                 items=rank(profile, candidates, settings.recommendations_k),
                 policy=POLICY,
-                model_version=course_index.model_version,
+                model_version=course_index.model_version or "none",
             )
         except Exception as error:  # a bug or an outage must not stop the stream
             log.exception("failed to process %s", learner_event.event_id)
             await dead_letter(message, f"processing failed: {error!r}", type(error).__name__)
             continue
         await recommendations.send(key=message.key, value=recommendation.model_dump_json().encode())
+
+
+async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
+    points = await course_index.index(contents)
+    log.info("indexed %d courses", len(points))
+    for point in points:
+        notice = CourseIndexed(
+            course_id=point.course_id,
+            model_version=point.payload["model_version"],
+            vectors=sorted(point.vectors),
+            indexed_at=utcnow(),
+        )
+        await course_indexed.send(key=point.course_id.encode(), value=notice.model_dump_json().encode())
+
+
+async def park(content: CourseContent, attempts: int, error: Exception) -> None:
+    """Put content the encoder cannot take now on the retry topic, with a growing, jittered delay."""
+    delay = min(settings.retry_max_s, settings.retry_initial_s * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+    parked = ParkedContent(
+        content=content, attempts=attempts, retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000]
+    )
+    log.warning("parked course %s (attempt %d, retry in %.0fs): %s", content.course_id, attempts, delay, error)
+    await content_retry.send(key=content.course_id.encode(), value=parked.model_dump_json().encode())
 
 
 @app.agent(course_content)
@@ -267,17 +331,41 @@ async def index_courses(stream: faust.StreamT) -> None:
         if not valid:
             continue
         try:
-            points = await course_index.index([content for _, content in valid])
-        except (EncoderUnavailable, EncoderRejected) as error:
+            await _index_and_announce([content for _, content in valid])
+        except EncoderRejected as error:
             for message, _ in valid:
                 await dead_letter(message, str(error), type(error).__name__)
+        except EncoderUnavailable as error:
+            for _, content in valid:
+                await park(content, 1, error)
+
+
+@app.agent(content_retry)
+async def retry_parked_courses(stream: faust.StreamT) -> None:
+    """Parked content -> wait until its retry time -> index, or park again: never lost."""
+    async for event in stream.events():
+        try:
+            parked = ParkedContent.model_validate_json(event.message.value)
+        except ValidationError as error:
+            await dead_letter(event.message, validation_reason(error), "InvalidEvent")
             continue
-        log.info("indexed %d courses", len(points))
-        for point in points:
-            notice = CourseIndexed(
-                course_id=point.course_id,
-                model_version=course_index.model_version,
-                vectors=sorted(point.vectors),
-                indexed_at=utcnow(),
-            )
-            await course_indexed.send(key=point.course_id.encode(), value=notice.model_dump_json().encode())
+        wait = (parked.retry_at - utcnow()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            await _index_and_announce([parked.content])
+        except EncoderRejected as error:
+            await dead_letter(event.message, str(error), type(error).__name__)
+        except EncoderUnavailable as error:
+            await park(parked.content, parked.attempts + 1, error)
+
+
+@app.task
+async def follow_model_version() -> None:
+    """Learn the encoder's model version at start, and notice when it is upgraded."""
+    while not app.should_stop:
+        try:
+            await course_index.refresh_model_version()
+        except EncoderUnavailable as error:
+            log.warning("encoder unreachable; model version %s kept: %s", course_index.model_version, error)
+        await app.sleep(MODEL_VERSION_POLL_S)

@@ -45,7 +45,8 @@ def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_i
         "COURSESTREAM_PARTITIONS": str(partitions),
         "COURSESTREAM_ENCODER_URL": encoder_url,
     }
-    for topic in ("learner_events", "course_content", "recommendations", "dead_letter", "course_indexed"):
+    for topic in ("learner_events", "course_content", "recommendations", "dead_letter", "course_indexed",
+                  "content_retry"):
         env[f"COURSESTREAM_TOPIC_{topic.upper()}"] = f"{app_id}.{topic.replace('_', '-')}"
     return env
 

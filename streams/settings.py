@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     topic_course_indexed: str = Field(
         "coursestream.course-indexed", description="Announces each course that became recommendable."
     )
+    topic_content_retry: str = Field(
+        "coursestream.course-content-retry", description="Content parked until the encoder can take it."
+    )
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
 
@@ -64,6 +67,9 @@ class Settings(BaseSettings):
     # Encoder service
     encoder_url: str = Field("http://127.0.0.1:8001", description="The worker's encoder service (token: encoder.token).")
     encoder_timeout_s: float = 30.0
+    encoder_attempts: int = Field(4, ge=1, description="Tries per encoder call before content is parked.")
+    retry_initial_s: float = Field(5.0, gt=0, description="First wait before a parked course is retried.")
+    retry_max_s: float = Field(300.0, gt=0, description="Longest wait between retries of a parked course.")
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
 
     # Recommendations

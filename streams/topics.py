@@ -19,6 +19,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_recommendations,
         settings.topic_dead_letter,
         settings.topic_course_indexed,
+        settings.topic_content_retry,
     ]
 
 

@@ -63,8 +63,8 @@ class VectorStore(Protocol):
     ) -> list[Candidate]:
         """Nearest courses by ``using``, skipping ``exclude`` ids, payload equal to ``match``."""
 
-    def vectors(self, course_ids: Sequence[str], using: str) -> dict[str, np.ndarray]:
-        """The ``using`` vectors of the given courses that exist."""
+    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
+        """The given courses that exist, with their ``using`` vector and payload."""
 
     def count(self) -> int: ...
 
@@ -73,6 +73,12 @@ class VectorStore(Protocol):
 
 def _payload(point: CoursePoint) -> dict[str, Any]:
     return {**point.payload, "course_id": point.course_id}
+
+
+def _point(payload: Mapping[str, Any], vectors: Mapping[str, Sequence[float]]) -> CoursePoint:
+    return CoursePoint(
+        payload["course_id"], {name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()}, payload
+    )
 
 
 class EdgeVectorStore:
@@ -137,11 +143,11 @@ class EdgeVectorStore:
         )
         return [Candidate(h.payload["course_id"], h.score, h.payload) for h in hits]
 
-    def vectors(self, course_ids: Sequence[str], using: str) -> dict[str, np.ndarray]:
+    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
             return {}
         records = self._shard.retrieve([point_id(c) for c in course_ids], True, [using])
-        return {r.payload["course_id"]: np.asarray(r.vector[using], dtype=np.float32) for r in records}
+        return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
 
     def count(self) -> int:
         return 0 if self._shard is None else self._shard.count(self._q.CountRequest(exact=True))
@@ -220,13 +226,13 @@ class QdrantClientVectorStore:
         )
         return [Candidate(h.payload["course_id"], h.score, h.payload) for h in response.points]
 
-    def vectors(self, course_ids: Sequence[str], using: str) -> dict[str, np.ndarray]:
-        if not course_ids:
+    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
+        if not course_ids or not self._has_collection():
             return {}
         records = self._client.retrieve(
-            self._collection, [point_id(c) for c in course_ids], with_payload=["course_id"], with_vectors=[using]
+            self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=[using]
         )
-        return {r.payload["course_id"]: np.asarray(r.vector[using], dtype=np.float32) for r in records}
+        return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
 
     def _has_collection(self) -> bool:
         self._exists = self._exists or self._client.collection_exists(self._collection)

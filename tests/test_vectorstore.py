@@ -57,9 +57,10 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
     assert [h.course_id for h in hits] == expected
     assert all(h.payload["language"] == "en" for h in hits)
 
-    vectors = store.vectors([points[1].course_id, "no-such-course"], "text")
-    assert list(vectors) == [points[1].course_id]
-    assert np.allclose(vectors[points[1].course_id], points[1].vectors["text"], atol=1e-5)
+    found = store.points([points[1].course_id, "no-such-course"], "text")
+    assert list(found) == [points[1].course_id]
+    assert np.allclose(found[points[1].course_id].vectors["text"], points[1].vectors["text"], atol=1e-5)
+    assert found[points[1].course_id].payload["part_of"] == points[1].payload["part_of"]
 
 
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
