@@ -28,6 +28,7 @@ from typing import TypeVar
 import faust
 import mode
 import numpy as np
+from faust.contrib.asgi import serve_asgi
 from faust.types import EventT, Message
 from mode.utils.collections import LRUCache
 from pydantic import ValidationError
@@ -47,9 +48,11 @@ from online.events import (
 )
 from online.profile import LearnerProfile
 from online.ranking import POLICY, Candidate, rank
+from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
 from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore
+from streams.web import create_api
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +77,10 @@ app = faust.App(
     broker_session_timeout=settings.kafka_session_timeout_s,
     broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
     consumer_auto_offset_reset="earliest",
-    web_enabled=False,
+    web_enabled=settings.web_enabled,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    canonical_url=settings.canonical_url(),
 )
 
 
@@ -92,8 +98,10 @@ course_indexed = _raw_topic(settings.topic_course_indexed)
 content_retry = _raw_topic(settings.topic_content_retry)
 
 #: user id (bytes) -> LearnerProfile.to_bytes()
-profiles = app.Table(
-    "profiles", key_type=bytes, value_type=bytes, partitions=settings.partitions
+profiles = app.Table("profiles", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+#: user id (bytes) -> the latest Recommendation published for the learner (JSON), for the read API
+latest_recommendations = app.Table(
+    "latest-recommendations", key_type=bytes, value_type=bytes, partitions=settings.partitions
 )
 
 
@@ -141,8 +149,12 @@ class CourseIndex(mode.Service):
                 )
         return self._store
 
-    async def _in_store(self, call: Callable[[VectorStore], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: call(self._open_store()))
+    async def _in_store(self, operation: str, call: Callable[[VectorStore], T]) -> T:
+        def timed() -> T:
+            with metrics.vector_store_seconds.labels(operation).time():
+                return call(self._open_store())
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, timed)
 
     async def refresh_model_version(self) -> None:
         """Ask the encoder service which models it runs (raises EncoderUnavailable if it is down)."""
@@ -160,7 +172,7 @@ class CourseIndex(mode.Service):
                 missing.append(course_id)
         if missing:
             using = self.config.ranking_vector
-            points = await self._in_store(lambda s: s.points(missing, using))
+            points = await self._in_store("points", lambda s: s.points(missing, using))
             for course_id in missing:
                 found[course_id] = points.get(course_id)
                 self._vectors[course_id] = (now, found[course_id])
@@ -176,11 +188,16 @@ class CourseIndex(mode.Service):
             return []
         interest, using, taken = profile.interest, self.config.ranking_vector, profile.taken
         match = {"model_version": self.model_version} if self.model_version else None
-        return await self._in_store(lambda s: s.search(interest, using, limit, exclude=taken, match=match))
+        return await self._in_store("search", lambda s: s.search(interest, using, limit, exclude=taken, match=match))
 
     async def index(self, contents: Sequence[CourseContent]) -> list[CoursePoint]:
         """Embed courses with the encoder service and upsert them: recommendable at once."""
-        result = await self.encoder.embed(contents)
+        try:
+            result = await self.encoder.embed(contents)
+        except (EncoderUnavailable, EncoderRejected) as error:
+            metrics.encoder_calls.labels(type(error).__name__).inc()
+            raise
+        metrics.encoder_calls.labels("ok").inc()
         if self._dims is None or result.model_version != self.model_version:
             await self.refresh_model_version()
         points = [
@@ -205,7 +222,7 @@ class CourseIndex(mode.Service):
             store.ensure_collection(dims)
             store.upsert(points)
 
-        await self._in_store(write)
+        await self._in_store("upsert", write)
         now, using = time.monotonic(), self.config.ranking_vector
         for point in points:
             self._vectors[point.course_id] = (now, CoursePoint(point.course_id, {using: point.vectors[using]}, point.payload))
@@ -214,7 +231,7 @@ class CourseIndex(mode.Service):
     async def on_stop(self) -> None:
         await self.encoder.aclose()
         if self._store is not None:
-            await self._in_store(lambda s: s.close())
+            await self._in_store("close", lambda s: s.close())
         self._executor.shutdown()
 
 
@@ -233,6 +250,7 @@ async def dead_letter(message: Message, reason: str, error_type: str) -> None:
         error_type=error_type,
         failed_at=utcnow(),
     )
+    metrics.dead_letters.labels(error_type).inc()
     log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason[:200])
     await dead_letters.send(key=message.key, value=record.model_dump_json().encode())
 
@@ -292,11 +310,18 @@ async def update_profiles(stream: faust.StreamT) -> None:
             log.exception("failed to process %s", learner_event.event_id)
             await dead_letter(message, f"processing failed: {error!r}", type(error).__name__)
             continue
-        await recommendations.send(key=message.key, value=recommendation.model_dump_json().encode())
+        published = recommendation.model_dump_json().encode()
+        latest_recommendations[message.key] = published
+        await recommendations.send(key=message.key, value=published)
+        metrics.events.labels(learner_event.kind).inc()
+        metrics.recommendations.inc()
+        if message.timestamp:
+            metrics.event_to_recommendation.observe(max(0.0, time.time() - message.timestamp))
 
 
 async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
     points = await course_index.index(contents)
+    metrics.courses_indexed.inc(len(points))
     log.info("indexed %d courses", len(points))
     for point in points:
         notice = CourseIndexed(
@@ -314,6 +339,7 @@ async def park(content: CourseContent, attempts: int, error: Exception) -> None:
     parked = ParkedContent(
         content=content, attempts=attempts, retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000]
     )
+    metrics.courses_parked.inc()
     log.warning("parked course %s (attempt %d, retry in %.0fs): %s", content.course_id, attempts, delay, error)
     await content_retry.send(key=content.course_id.encode(), value=parked.model_dump_json().encode())
 
@@ -369,3 +395,20 @@ async def follow_model_version() -> None:
         except EncoderUnavailable as error:
             log.warning("encoder unreachable; model version %s kept: %s", course_index.model_version, error)
         await app.sleep(MODEL_VERSION_POLL_S)
+
+
+async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, object]:
+    """A readable summary of a learner: activity, recent courses, what their interest is near."""
+    near = await course_index.candidates(profile, limit=5)
+    return {
+        "user_id": user_id,
+        "events": profile.events,
+        "recent_courses": profile.taken[-10:][::-1],
+        "interests": [{"course_id": c.course_id, "title": c.payload.get("title"), "similarity": round(c.similarity, 3)}
+                      for c in near],
+        "model_version": profile.vector_version,
+    }
+
+
+if settings.web_enabled:
+    serve_asgi(app, create_api(app, profiles, latest_recommendations, describe_profile))

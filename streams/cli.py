@@ -18,6 +18,20 @@ bench = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints its figu
 cli.add_typer(bench, name="bench")
 
 
+def logging_config(log_format: str, loglevel: str) -> dict | None:
+    """JSON lines on stderr for log collectors, when asked for; None keeps Faust's default."""
+    if log_format != "json":
+        return None
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"handlers": ["stderr"], "level": loglevel.upper()},
+    }
+
+
 @cli.command()
 def worker(loglevel: str = "info") -> None:
     """Run a stream worker (Faust) against the configured Kafka cluster."""
@@ -28,7 +42,7 @@ def worker(loglevel: str = "info") -> None:
 
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    stream_worker = faust.Worker(app, loglevel=loglevel)
+    stream_worker = faust.Worker(app, loglevel=loglevel, logging_config=logging_config(settings.log_format, loglevel))
     if not sys.stdout.isatty():
         stream_worker.spinner = None  # a progress spinner only garbles logs written to files and pipes
     stream_worker.execute_from_commandline()

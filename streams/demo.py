@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from online.events import ClickEvent, QuizEvent, Recommendation, VideoEvent
 from online.sources import InvalidRow, oulad_catalogue, read_oulad
+from streams.embedded_broker import EmbeddedBroker, free_port
 from streams.replay import publish_courses, replay_events
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -33,8 +34,12 @@ SAMPLE = Path(__file__).parent / "sample" / "oulad"
 
 def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_id: str = "coursestream-demo",
                  partitions: int = 2) -> dict[str, str]:
-    """Settings (as environment variables) of a worker on the embedded broker, isolated by app id."""
+    """Settings (as environment variables) of a worker on the embedded broker, isolated by app id.
+
+    Each call picks a free port for the worker's HTTP API, so several workers can share a machine.
+    """
     env = {
+        "COURSESTREAM_WEB_PORT": str(free_port()),
         "COURSESTREAM_APP_ID": app_id,
         "COURSESTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "COURSESTREAM_KAFKA_EMBEDDED": "1",
@@ -140,7 +145,6 @@ def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = 
 
     from encoders.service import serve_in_background
     from encoders.settings import EncoderSettings
-    from streams.embedded_broker import EmbeddedBroker
 
     with tempfile.TemporaryDirectory(prefix="coursestream-demo-") as tmp, EmbeddedBroker() as broker:
         print(f"broker (tansu) on {broker.bootstrap_servers}; state under {tmp}", flush=True)

@@ -7,6 +7,7 @@ machine. ``coursestream demo`` overrides the broker and store with embedded ones
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 from typing import Literal
@@ -77,6 +78,19 @@ class Settings(BaseSettings):
     ranking_vector: str = Field("text", description="The named vector profiles and queries live in.")
     interest_half_life_days: float = Field(14.0, gt=0)
     content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
+
+    # The worker's HTTP API (health, metrics, read APIs)
+    web_enabled: bool = True
+    web_host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in a container.")
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_canonical_url: str | None = Field(
+        None, description="How other workers reach this one (default: http://web_host:web_port)."
+    )
+    log_format: Literal["text", "json"] = "text"
+
+    def canonical_url(self) -> str:
+        host = socket.gethostname() if self.web_host == "0.0.0.0" else self.web_host
+        return self.web_canonical_url or f"http://{host}:{self.web_port}"
 
     def broker_urls(self) -> list[str]:
         return [f"kafka://{server.strip()}" for server in self.kafka_bootstrap_servers.split(",")]

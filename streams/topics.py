@@ -24,9 +24,18 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 def ensure_topics(settings: Settings) -> None:
+    """Create missing topics; refuse to go on if learner events have the wrong partition count."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options())
     try:
         existing = set(admin.list_topics())
+        if settings.topic_learner_events in existing:
+            (described,) = admin.describe_topics([settings.topic_learner_events])
+            found = len(described["partitions"])
+            if found != settings.partitions:
+                raise RuntimeError(
+                    f"topic {settings.topic_learner_events} has {found} partitions but COURSESTREAM_PARTITIONS is "
+                    f"{settings.partitions}: profiles are co-partitioned with it, so the two must agree"
+                )
         missing = [
             NewTopic(name, settings.partitions, settings.replication_factor)
             for name in topic_names(settings)

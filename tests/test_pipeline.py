@@ -62,8 +62,9 @@ class Pipeline:
         )
 
 
-def new_pipeline(broker, encoder_service, workdir: Path) -> Pipeline:
-    env = embedded_env(broker.bootstrap_servers, encoder_service.url, workdir / "state", app_id=f"t{uuid.uuid4().hex[:8]}")
+def new_pipeline(broker, encoder_service, workdir: Path, partitions: int = 2) -> Pipeline:
+    env = embedded_env(broker.bootstrap_servers, encoder_service.url, workdir / "state",
+                       app_id=f"t{uuid.uuid4().hex[:8]}", partitions=partitions)
     settings = settings_from(env)
     ensure_topics(settings)
     workdir.mkdir(parents=True, exist_ok=True)

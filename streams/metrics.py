@@ -1,0 +1,22 @@
+"""Prometheus metrics of a worker, served at ``GET /metrics`` by ``streams.web``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+events = Counter("coursestream_events", "Learner events processed, by kind.", ["kind"])
+dead_letters = Counter("coursestream_dead_letters", "Messages sent to the dead-letter topic.", ["error_type"])
+recommendations = Counter("coursestream_recommendations", "Recommendations published.")
+event_to_recommendation = Histogram(
+    "coursestream_event_to_recommendation_seconds",
+    "From the learner event's broker timestamp to its recommendation being sent.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+consumer_lag = Gauge("coursestream_consumer_lag", "End offset minus committed offset.", ["topic", "partition"])
+vector_store_seconds = Histogram(
+    "coursestream_vector_store_seconds", "Vector store call latency.", ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+encoder_calls = Counter("coursestream_encoder_calls", "Encoder service calls, by outcome.", ["outcome"])
+courses_indexed = Counter("coursestream_courses_indexed", "Courses embedded and stored.")
+courses_parked = Counter("coursestream_courses_parked", "Courses parked on the retry topic.")
