@@ -111,6 +111,22 @@ def replay(
 
 
 @cli.command()
+def subscribe(
+    group: Annotated[str, typer.Option(help="Consumer group id.")] = "coursestream-subscriber",
+    idle_timeout: Annotated[Optional[float], typer.Option(help="Stop after this many idle seconds.")] = None,
+) -> None:
+    """Print recommendations from the output topic: validated, duplicates dropped (an example subscriber)."""
+    from streams.settings import Settings
+    from streams.subscriber import recommendations
+
+    def report(raw: bytes, reason: str) -> None:
+        typer.echo(f"invalid message skipped: {reason}", err=True)
+
+    for recommendation in recommendations(Settings(), group, on_invalid=report, idle_timeout_s=idle_timeout):
+        typer.echo(json.dumps(recommendation))
+
+
+@cli.command()
 def schemas(out: Path = Path("schemas")) -> None:
     """Write the JSON Schema files of the event contract."""
     from online.schemas import write_schemas
