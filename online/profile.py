@@ -1,15 +1,24 @@
-"""A learner's profile: decayed interest in course-embedding space, idempotently updated.
+"""A learner's profile: decayed interest, what they took, what they master; updated idempotently.
 
-The interest vector is the engagement-weighted mean of the vectors of the courses a
-learner engaged with, each weight halved every ``half_life_days`` of event time before
-the learner's latest event. Because the weights depend on event time and not on arrival
-order, late or out-of-order events land exactly where they belong: the same events in
-any order give the same profile (up to float rounding).
+**Interest.** The engagement-weighted mean of the vectors of the courses a learner engaged
+with, each weight halved every ``half_life_days`` of event time before the learner's latest
+event. Because the weights depend on event time and not on arrival order, late or
+out-of-order events land exactly where they belong: the same events in any order give the
+same profile (up to rounding).
 
-At-least-once delivery redelivers events after a crash or rebalance. A profile remembers
-the highest source offset it applied (a learner's events all live in one partition, so
-offsets order them) and the ids of its most recent events; :meth:`LearnerProfile.learn_one`
-skips anything it has already applied, so no event is counted twice.
+**Knowledge.** Quiz answers update a per-skill mastery estimate (``online.mastery``) when a
+mastery model is passed to :meth:`LearnerProfile.learn_one`.
+
+**Exactly once in effect.** At-least-once delivery redelivers events after a crash or
+rebalance. A profile remembers the highest source offset it applied (a learner's events all
+live in one partition, so offsets order them) and hashes of its 16 most recent event ids;
+:meth:`LearnerProfile.learn_one` skips anything already applied.
+
+**Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) however long the
+history, because every part has a fixed size but one: the interest vector is int8-quantised
+(one byte a dimension: 384 bytes for MiniLM), the taken courses are a 384-byte Bloom filter
+plus the 8 most recent ids, the recent event ids are 4-byte hashes, and the knowledge state,
+the one part that grows, forgets its least recently practised skills until the row fits.
 
 >>> import numpy as np
 >>> from datetime import datetime, timezone
@@ -26,25 +35,43 @@ False
 True
 >>> profile.interest.round(2)  # c1 was 14 days (one half-life) earlier
 array([0.33, 0.67], dtype=float32)
->>> LearnerProfile.from_bytes(profile.to_bytes()).taken
-['c1', 'c2']
+>>> restored = LearnerProfile.from_bytes(profile.to_bytes())
+>>> restored.recent, restored.has_taken("c1"), restored.has_taken("c3")
+(['c1', 'c2'], True, False)
+>>> restored.interest.round(2)  # int8-quantised: within 1% of the largest component
+array([0.34, 0.67], dtype=float32)
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgpack
 import numpy as np
 
+from online.bloom import BloomFilter
 from online.events import ClickEvent, QuizEvent, VideoEvent
+from online.mastery import KnowledgeState, MasteryModel
 from online.signals import engagement
 
-#: Event ids remembered besides the offset watermark: catches a producer's retried sends.
+#: Hard limit on a serialised profile.
+MAX_BYTES = 2048
+#: Event ids remembered (as hashes) besides the offset watermark: catches a producer's retried sends.
 RECENT_EVENT_IDS = 16
+#: Most recently engaged courses kept by id (for explanations and re-basing the interest).
+RECENT_COURSES = 8
 SECONDS_PER_DAY = 86_400.0
+
+
+def _event_hash(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "little")
+
+
+def _quantise(vector: np.ndarray) -> tuple[bytes, float]:
+    scale = float(np.abs(vector).max()) / 127 or 1.0
+    return np.round(vector / scale).astype(np.int8).tobytes(), scale
 
 
 @dataclass
@@ -52,36 +79,54 @@ class LearnerProfile:
     interest: np.ndarray | None = None
     weight: float = 0.0
     latest_time: float = 0.0
-    taken: list[str] = field(default_factory=list)
+    recent: list[str] = field(default_factory=list)
+    taken: BloomFilter = field(default_factory=BloomFilter)
+    taken_count: int = 0
     applied_offset: int = -1
-    recent_event_ids: list[str] = field(default_factory=list)
+    recent_event_hashes: list[int] = field(default_factory=list)
     events: int = 0
     half_life_days: float = 14.0
     vector_version: str | None = None
+    knowledge: KnowledgeState = field(default_factory=KnowledgeState)
+
+    def has_taken(self, course_id: str) -> bool:
+        """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
+        return course_id in self.recent or course_id in self.taken
 
     def seen(self, event_id: str, offset: int | None) -> bool:
         """Whether this event was already applied (by offset watermark or recent id)."""
-        return (offset is not None and offset <= self.applied_offset) or event_id in self.recent_event_ids
+        return (offset is not None and offset <= self.applied_offset) or _event_hash(event_id) in self.recent_event_hashes
 
     def learn_one(
-        self, event: ClickEvent | VideoEvent | QuizEvent, course_vector: np.ndarray | None, offset: int | None = None
+        self,
+        event: ClickEvent | VideoEvent | QuizEvent,
+        course_vector: np.ndarray | None,
+        offset: int | None = None,
+        mastery: MasteryModel | None = None,
     ) -> bool:
         """Apply one event; returns False (and changes nothing) if it was already applied.
 
         ``course_vector`` is the engaged course's vector, or None when the course is not
         indexed yet: the event still counts (taken, watermark) but moves no interest.
+        ``mastery`` learns from quiz answers into this profile's knowledge state.
         """
         if self.seen(event.event_id, offset):
             return False
         if offset is not None:
             self.applied_offset = offset
-        self.recent_event_ids = [*self.recent_event_ids[-(RECENT_EVENT_IDS - 1) :], event.event_id]
+        self.recent_event_hashes = [*self.recent_event_hashes[-(RECENT_EVENT_IDS - 1) :], _event_hash(event.event_id)]
         self.events += 1
-        if event.course_id in self.taken:
-            self.taken.remove(event.course_id)
-        self.taken.append(event.course_id)
+        if not self.has_taken(event.course_id):
+            self.taken_count += 1
+        self.taken.add(event.course_id)
+        if event.course_id in self.recent:
+            self.recent.remove(event.course_id)
+        self.recent = [*self.recent[-(RECENT_COURSES - 1) :], event.course_id]
         if course_vector is not None:
             self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
+        if mastery is not None and isinstance(event, QuizEvent):
+            question = {"user": event.user_id, "question": event.question_id or event.quiz_id, "skills": event.skill_tags}
+            mastery.learn_one(question, event.outcome, state=self.knowledge)
         return True
 
     def _move_interest(self, time: float, weight: float, vector: np.ndarray) -> None:
@@ -114,33 +159,37 @@ class LearnerProfile:
         if self.interest is None:
             self.weight = 0.0
 
-    def to_bytes(self) -> bytes:
-        """Compact JSON: the interest vector as base64 float16 (768 bytes for 384 dimensions)."""
-        state = {
-            "i": base64.b64encode(self.interest.astype(np.float16).tobytes()).decode() if self.interest is not None else None,
-            "w": round(self.weight, 6),
-            "t": self.latest_time,
-            "taken": self.taken,
-            "o": self.applied_offset,
-            "ids": self.recent_event_ids,
-            "n": self.events,
-            "h": self.half_life_days,
-            "v": self.vector_version,
+    def _state(self) -> dict:
+        interest, scale = _quantise(self.interest) if self.interest is not None else (None, 1.0)
+        return {
+            "i": interest, "q": scale, "w": self.weight, "t": self.latest_time, "r": self.recent,
+            "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
+            "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
+            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(),
         }
-        return json.dumps(state, separators=(",", ":")).encode()
+
+    def to_bytes(self) -> bytes:
+        """msgpack, within :data:`MAX_BYTES`: the least recently practised skills go first."""
+        raw = msgpack.packb(self._state())
+        while len(raw) > MAX_BYTES and self.knowledge.skills:
+            del self.knowledge.skills[next(iter(self.knowledge.skills))]
+            raw = msgpack.packb(self._state())
+        return raw
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LearnerProfile:
-        state = json.loads(raw)
-        interest = state["i"]
+        s = msgpack.unpackb(raw)
         return cls(
-            interest=np.frombuffer(base64.b64decode(interest), dtype=np.float16).astype(np.float32) if interest else None,
-            weight=state["w"],
-            latest_time=state["t"],
-            taken=state["taken"],
-            applied_offset=state["o"],
-            recent_event_ids=state["ids"],
-            events=state["n"],
-            half_life_days=state["h"],
-            vector_version=state["v"],
+            interest=np.frombuffer(s["i"], dtype=np.int8).astype(np.float32) * np.float32(s["q"]) if s["i"] else None,
+            weight=s["w"],
+            latest_time=s["t"],
+            recent=s["r"],
+            taken=BloomFilter(s["b"]),
+            taken_count=s["c"],
+            applied_offset=s["o"],
+            recent_event_hashes=np.frombuffer(s["h"], dtype="<u4").tolist(),
+            events=s["n"],
+            half_life_days=s["l"],
+            vector_version=s["v"],
+            knowledge=KnowledgeState.from_dict(s["k"]),
         )

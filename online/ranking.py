@@ -5,7 +5,7 @@ learner's interest vector (the vector store finds them); the ranking drops what 
 learner already took and orders the rest by cosine similarity.
 
 >>> from online.profile import LearnerProfile
->>> profile = LearnerProfile(taken=["c1"])
+>>> profile = LearnerProfile(recent=["c1"])
 >>> items = rank(profile, [Candidate("c1", 0.99, {}), Candidate("c3", 0.5, {}), Candidate("c2", 0.8, {})], k=5)
 >>> [(item.course_id, item.rank) for item in items]
 [('c2', 1), ('c3', 2)]
@@ -36,8 +36,7 @@ class Candidate:
 
 def rank(profile: LearnerProfile, candidates: Iterable[Candidate], k: int) -> list[RecommendedItem]:
     """The top ``k`` candidates the learner has not taken, best first, with reasons."""
-    taken = set(profile.taken)
-    fresh = sorted((c for c in candidates if c.course_id not in taken), key=lambda c: (-c.similarity, c.course_id))
+    fresh = sorted((c for c in candidates if not profile.has_taken(c.course_id)), key=lambda c: (-c.similarity, c.course_id))
     return [
         RecommendedItem(
             course_id=c.course_id,

@@ -20,7 +20,7 @@ import base64
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
@@ -46,6 +46,8 @@ from online.events import (
     utcnow,
     validation_reason,
 )
+from online.difficulty import QuestionDifficulty, sigmoid
+from online.mastery import MasteryModel
 from online.profile import LearnerProfile
 from online.ranking import POLICY, Candidate, rank
 from streams import metrics
@@ -56,8 +58,8 @@ from streams.web import create_api
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Courses whose new vectors re-derive a profile's interest after an encoder model change.
-REBASE_COURSES = 32
+#: Candidates fetched beyond k to make up for taken courses filtered out by the ranking.
+MAX_OVERFETCH = 500
 MODEL_VERSION_POLL_S = 30.0
 
 settings = Settings()
@@ -103,6 +105,41 @@ profiles = app.Table("profiles", key_type=bytes, value_type=bytes, partitions=se
 latest_recommendations = app.Table(
     "latest-recommendations", key_type=bytes, value_type=bytes, partitions=settings.partitions
 )
+#: "partition:question id" -> [difficulty, answers]: each partition learns question
+#: difficulty from its own learners' answers, so its state recovers exactly with it.
+question_difficulty = app.Table("question-difficulty", key_type=str, partitions=settings.partitions)
+
+
+class PartitionDifficulties(MutableMapping[str, list]):
+    """One partition's view of the question-difficulty table."""
+
+    def __init__(self, partition: int) -> None:
+        self.prefix = f"{partition}:"
+
+    def __getitem__(self, question: str) -> list:
+        return question_difficulty[self.prefix + question]
+
+    def __setitem__(self, question: str, value: list) -> None:
+        question_difficulty[self.prefix + question] = value
+
+    def __delitem__(self, question: str) -> None:
+        del question_difficulty[self.prefix + question]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.removeprefix(self.prefix) for key in question_difficulty if key.startswith(self.prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_mastery_models: dict[int, MasteryModel] = {}
+
+
+def mastery(partition: int) -> MasteryModel:
+    """The knowledge-tracing model of one partition (its question difficulties are its own)."""
+    if partition not in _mastery_models:
+        _mastery_models[partition] = MasteryModel(difficulty=QuestionDifficulty(table=PartitionDifficulties(partition)))
+    return _mastery_models[partition]
 
 
 class CourseIndex(mode.Service):
@@ -184,11 +221,17 @@ class CourseIndex(mode.Service):
         }
 
     async def candidates(self, profile: LearnerProfile, limit: int) -> list[Candidate]:
+        """The courses nearest the learner's interest, ``limit`` more than those they took.
+
+        The most recent courses are excluded by the query; older ones, known only to the
+        profile's Bloom filter, by the ranking: hence the extra candidates.
+        """
         if profile.interest is None:
             return []
-        interest, using, taken = profile.interest, self.config.ranking_vector, profile.taken
+        interest, using, recent = profile.interest, self.config.ranking_vector, profile.recent
         match = {"model_version": self.model_version} if self.model_version else None
-        return await self._in_store("search", lambda s: s.search(interest, using, limit, exclude=taken, match=match))
+        limit += min(profile.taken_count, MAX_OVERFETCH)
+        return await self._in_store("search", lambda s: s.search(interest, using, limit, exclude=recent, match=match))
 
     async def index(self, contents: Sequence[CourseContent]) -> list[CoursePoint]:
         """Embed courses with the encoder service and upsert them: recommendable at once."""
@@ -289,12 +332,11 @@ async def update_profiles(stream: faust.StreamT) -> None:
             )
             changed = False
             if course_index.model_version and profile.vector_version != course_index.model_version:
-                recent = profile.taken[-REBASE_COURSES:]
-                vectors = await course_index.vectors(recent)
-                profile.rebase([vectors[c] for c in recent if c in vectors], course_index.model_version)
+                vectors = await course_index.vectors(profile.recent)
+                profile.rebase([vectors[c] for c in profile.recent if c in vectors], course_index.model_version)
                 changed = True
             vector = (await course_index.vectors([learner_event.course_id])).get(learner_event.course_id)
-            changed |= profile.learn_one(learner_event, vector, offset=message.offset)
+            changed |= profile.learn_one(learner_event, vector, offset=message.offset, mastery=mastery(message.partition))
             if changed:
                 profiles[message.key] = profile.to_bytes()
             candidates = await course_index.candidates(profile, limit=settings.recommendations_k)
@@ -399,13 +441,20 @@ async def follow_model_version() -> None:
 
 async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, object]:
     """A readable summary of a learner: activity, recent courses, what their interest is near."""
-    near = await course_index.candidates(profile, limit=5)
+    near = [c for c in await course_index.candidates(profile, limit=5) if not profile.has_taken(c.course_id)][:5]
+    knowledge = profile.knowledge
     return {
         "user_id": user_id,
         "events": profile.events,
-        "recent_courses": profile.taken[-10:][::-1],
+        "courses_taken": profile.taken_count,
+        "recent_courses": profile.recent[::-1],
         "interests": [{"course_id": c.course_id, "title": c.payload.get("title"), "similarity": round(c.similarity, 3)}
                       for c in near],
+        "mastery": {
+            "overall": round(sigmoid(knowledge.ability), 3),
+            "answers": knowledge.answers,
+            "by_skill": {skill: round(knowledge.mastery(skill), 3) for skill in reversed(knowledge.skills)},
+        },
         "model_version": profile.vector_version,
     }
 
