@@ -87,6 +87,7 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
                 summary = httpx.get(f"{url}/profiles/{user}").json()
                 assert summary["events"] == per_user[user]
                 assert summary["recent_courses"] and summary["interests"]
+                assert 0 < summary["mastery"]["overall"] < 1
         assert httpx.get(f"{urls[0]}/recommendations/nobody").status_code == 404
     finally:
         for worker in workers:
