@@ -33,7 +33,7 @@ machine learning -> algorithms -> programming -> machine learning
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Container, Iterator
 from pathlib import Path
 
 __all__ = ["PrerequisiteCycle", "PrerequisiteGraph"]
@@ -91,11 +91,11 @@ class PrerequisiteGraph:
         """The course's title, or its id when the catalogue has none."""
         return self.titles.get(course, course)
 
-    def unmet(self, course: str, completed: Collection[str]) -> set[str]:
+    def unmet(self, course: str, completed: Container[str]) -> set[str]:
         """Direct prerequisites of ``course`` not in ``completed``; none for an unknown course."""
         return {p for p in self.prerequisites.get(course, ()) if p not in completed}
 
-    def is_ready(self, course: str, completed: Collection[str]) -> bool:
+    def is_ready(self, course: str, completed: Container[str]) -> bool:
         """Whether every direct prerequisite of ``course`` is completed."""
         return not self.unmet(course, completed)
 
@@ -104,16 +104,16 @@ class PrerequisiteGraph:
         done = set(completed) | {course}
         return {d for d in self.dependents.get(course, ()) if d not in done and self.is_ready(d, done)}
 
-    def learning_path(self, goal: str, completed: Collection[str] = ()) -> list[str]:
+    def learning_path(self, goal: str, completed: Container[str] = ()) -> list[str]:
         """Courses to take to reach ``goal``, each after all its prerequisites, ending with ``goal``.
 
         Every prerequisite still to take, direct or not, appears exactly once; completed
         courses (and what lies behind them) do not. The order is deterministic: depth first,
         prerequisites in sorted order, so a chain of prerequisites stays together. An already
         completed goal gives an empty path. Raises :class:`PrerequisiteCycle` if the goal
-        depends on a cycle.
+        depends on a cycle. ``completed`` need only answer ``in`` (a learner's Bloom filter does).
         """
-        done = set(completed)
+        done = completed
         if goal in done:
             return []
         path: list[str] = []
@@ -139,5 +139,5 @@ class PrerequisiteGraph:
                 path.append(course)
         return path
 
-    def _to_take(self, course: str, done: set[str]) -> Iterator[str]:
+    def _to_take(self, course: str, done: Container[str]) -> Iterator[str]:
         return iter(sorted(self.unmet(course, done)))

@@ -1,16 +1,29 @@
-"""Rank candidate courses for a learner and say why.
+"""Rank candidate courses for a learner, respecting prerequisites, and say why.
 
-The first policy, ``nearest-interest-v1``: candidates are the courses nearest to the
-learner's interest vector (the vector store finds them); the ranking drops what the
-learner already took and orders the rest by cosine similarity.
+The policy, ``nearest-interest-v2``:
+
+- candidates are the courses nearest the learner's interest vector, plus the courses that
+  list the course just engaged with as a prerequisite (the vector store finds both);
+- a course the learner took is dropped, and so is a course with a prerequisite the learner
+  has not taken: it is not recommended before its time (a learning path shows it after
+  what it needs);
+- the rest are ordered by cosine similarity, with a bonus for a course the last engaged
+  course has just unlocked: progress along a curriculum is the point of learning.
+
+Every item says why, in machine-readable reasons.
 
 >>> from online.profile import LearnerProfile
->>> profile = LearnerProfile(recent=["c1"])
->>> items = rank(profile, [Candidate("c1", 0.99, {}), Candidate("c3", 0.5, {}), Candidate("c2", 0.8, {})], k=5)
+>>> profile = LearnerProfile(recent=["intro"])
+>>> items = rank(profile, [
+...     Candidate("intro", 0.99, {}),                                   # taken
+...     Candidate("advanced", 0.9, {"prerequisites": ["data"]}),        # not ready
+...     Candidate("similar", 0.8, {}),
+...     Candidate("next", 0.7, {"prerequisites": ["intro"]}),           # just unlocked
+... ], k=5)
 >>> [(item.course_id, item.rank) for item in items]
-[('c2', 1), ('c3', 2)]
->>> items[0].reasons[0].code
-'interest_similarity'
+[('next', 1), ('similar', 2)]
+>>> [reason.code for reason in items[0].reasons]
+['interest_similarity', 'unlocked_by']
 """
 
 from __future__ import annotations
@@ -22,7 +35,9 @@ from typing import Any
 from online.events import Reason, RecommendedItem
 from online.profile import LearnerProfile
 
-POLICY = "nearest-interest-v1"
+POLICY = "nearest-interest-v2"
+#: Added to the similarity of a course that the last engaged course has just unlocked.
+UNLOCK_BONUS = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +50,37 @@ class Candidate:
 
 
 def rank(profile: LearnerProfile, candidates: Iterable[Candidate], k: int) -> list[RecommendedItem]:
-    """The top ``k`` candidates the learner has not taken, best first, with reasons."""
-    fresh = sorted((c for c in candidates if not profile.has_taken(c.course_id)), key=lambda c: (-c.similarity, c.course_id))
-    return [
-        RecommendedItem(
-            course_id=c.course_id,
-            rank=position,
-            score=round(c.similarity, 6),
-            reasons=[
+    """The top ``k`` courses the learner has not taken and is ready for, best first, with reasons."""
+    last = profile.recent[-1] if profile.recent else None
+    scored: dict[str, tuple[float, list[Reason]]] = {}
+    for c in candidates:
+        if c.course_id in scored or profile.has_taken(c.course_id):
+            continue
+        prerequisites = list(c.payload.get("prerequisites") or ())
+        if any(not profile.has_taken(p) for p in prerequisites):
+            continue
+        score = c.similarity
+        reasons = [
+            Reason(
+                code="interest_similarity",
+                text=f"Close to what you engaged with recently (cosine {c.similarity:.2f})",
+                value=round(c.similarity, 4),
+            )
+        ]
+        if last is not None and last in prerequisites:
+            score += UNLOCK_BONUS
+            reasons.append(Reason(code="unlocked_by", text=f"Builds on {last}, which you just took", course_id=last))
+        elif prerequisites:
+            reasons.append(
                 Reason(
-                    code="interest_similarity",
-                    text=f"Close to what you engaged with recently (cosine {c.similarity:.2f})",
-                    value=round(c.similarity, 4),
+                    code="prerequisites_met",
+                    text=f"You have taken what it builds on: {', '.join(prerequisites[:3])}",
+                    course_id=prerequisites[0],
                 )
-            ],
-        )
-        for position, c in enumerate(fresh[:k], start=1)
+            )
+        scored[c.course_id] = (score, reasons)
+    best = sorted(scored.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+    return [
+        RecommendedItem(course_id=course_id, rank=position, score=round(score, 6), reasons=reasons)
+        for position, (course_id, (score, reasons)) in enumerate(best, start=1)
     ]

@@ -53,13 +53,11 @@ from online.ranking import POLICY, Candidate, rank
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore
+from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore, candidates_for
 from streams.web import create_api
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Candidates fetched beyond k to make up for taken courses filtered out by the ranking.
-MAX_OVERFETCH = 500
 MODEL_VERSION_POLL_S = 30.0
 
 settings = Settings()
@@ -221,17 +219,9 @@ class CourseIndex(mode.Service):
         }
 
     async def candidates(self, profile: LearnerProfile, limit: int) -> list[Candidate]:
-        """The courses nearest the learner's interest, ``limit`` more than those they took.
-
-        The most recent courses are excluded by the query; older ones, known only to the
-        profile's Bloom filter, by the ranking: hence the extra candidates.
-        """
-        if profile.interest is None:
-            return []
-        interest, using, recent = profile.interest, self.config.ranking_vector, profile.recent
-        match = {"model_version": self.model_version} if self.model_version else None
-        limit += min(profile.taken_count, MAX_OVERFETCH)
-        return await self._in_store("search", lambda s: s.search(interest, using, limit, exclude=recent, match=match))
+        """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
+        using, version = self.config.ranking_vector, self.model_version
+        return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version))
 
     async def index(self, contents: Sequence[CourseContent]) -> list[CoursePoint]:
         """Embed courses with the encoder service and upsert them: recommendable at once."""

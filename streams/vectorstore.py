@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from online.profile import LearnerProfile
 from online.ranking import Candidate
 
 #: Namespace for course point ids: uuid5(namespace, course_id) is stable across runs and stores.
@@ -245,3 +246,25 @@ class QdrantClientVectorStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+#: Candidates fetched beyond the limit to make up for taken courses the ranking drops.
+MAX_OVERFETCH = 500
+
+
+def candidates_for(
+    store: VectorStore, profile: LearnerProfile, using: str, limit: int, model_version: str | None = None
+) -> list[Candidate]:
+    """The courses nearest the learner's interest, and those their last course unlocks.
+
+    The nearest come ``limit`` more than the courses the learner took: the most recent are
+    excluded by the query, older ones (known only to the profile's Bloom filter) by the
+    ranking. Only vectors of ``model_version`` answer, when it is given.
+    """
+    if profile.interest is None:
+        return []
+    match = {"model_version": model_version} if model_version else {}
+    nearest = limit + min(profile.taken_count, MAX_OVERFETCH)
+    found = store.search(profile.interest, using, nearest, exclude=profile.recent, match=match)
+    unlocked = {**match, "prerequisites": profile.recent[-1]}
+    return found + store.search(profile.interest, using, limit, exclude=profile.recent, match=unlocked)

@@ -141,7 +141,8 @@ def test_dockerfile(name: str) -> None:
     # Non-root, serving the settings' port, with a health check on the right endpoint.
     assert by_kind["USER"] not in ("root", "0") and kinds.index("USER") < kinds.index("ENTRYPOINT")
     assert by_kind["EXPOSE"] == str(port)
-    assert f"${{{port_variable}:-{port}}}{health}" in by_kind["HEALTHCHECK"]
+    healthcheck = by_kind["HEALTHCHECK"]
+    assert f"127.0.0.1:%s{health}" in healthcheck and f"os.environ.get('{port_variable}', '{port}')" in healthcheck
     assert json.loads(by_kind["ENTRYPOINT"]) == ["coursestream"] and json.loads(by_kind["CMD"]) == [command]
     # Its settings are accepted, and it serves beyond the container.
     settings, encoder = validate_settings(dockerfile_env(instructions))
@@ -236,7 +237,10 @@ def test_compose_services_are_configured_for_production(compose: dict) -> None:
     # The partition count given to the workers is the one the init step creates topics with.
     topics = services["topics"]
     assert validate_settings(service_env(topics))[0].partitions == settings.partitions
-    assert "ensure_topics" in " ".join(topics["entrypoint"]) and topics["image"] == worker["image"]
+    python, flag, code = topics["entrypoint"]
+    assert (python, flag, topics["image"]) == ("python", "-c", worker["image"])
+    compile(code, "topics", "exec")
+    assert "from streams.topics import ensure_topics" in code and "ensure_topics(Settings())" in code
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     # Per-replica state: an anonymous volume at the image's data dir, never a named (shared) one.
     image_env = dockerfile_env(dockerfile_instructions(DOCKER / "worker.Dockerfile"))
