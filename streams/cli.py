@@ -127,6 +127,26 @@ def subscribe(
 
 
 @cli.command()
+def path(
+    user: str,
+    goal: str,
+    worker_url: Annotated[str, typer.Option(envvar="COURSESTREAM_WORKER_URL", help="Any worker's HTTP API.")] = "http://127.0.0.1:6066",
+) -> None:
+    """Print the ordered learning path from what USER has taken to GOAL, over the prerequisite graph."""
+    import httpx
+
+    answer = httpx.get(f"{worker_url}/paths/{user}/{goal}", timeout=30)
+    if answer.status_code != 200:
+        typer.echo(f"{answer.status_code}: {answer.text}", err=True)
+        raise typer.Exit(1)
+    steps = answer.json()["path"]
+    if not steps:
+        typer.echo(f"{user} has already taken {goal}")
+    for number, step in enumerate(steps, start=1):
+        typer.echo(f"{number:>3}. {step['title']} ({step['course_id']})")
+
+
+@cli.command()
 def schemas(out: Path = Path("schemas")) -> None:
     """Write the JSON Schema files of the event contract."""
     from online.schemas import write_schemas

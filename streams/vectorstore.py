@@ -14,7 +14,7 @@ Calls are blocking: the worker runs them off the event loop.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,8 @@ from online.ranking import Candidate
 
 #: Namespace for course point ids: uuid5(namespace, course_id) is stable across runs and stores.
 COURSE_NAMESPACE = uuid.UUID("6f1c1d5e-3a0b-4f5e-9a51-2b8d6c7e0a11")
+#: Points per page of a full scan.
+PAGE = 1000
 #: Payload fields with a keyword index: the ones queries filter on.
 KEYWORD_FIELDS = ("course_id", "language", "level", "part_of", "skills", "prerequisites", "model_version")
 
@@ -66,6 +68,9 @@ class VectorStore(Protocol):
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
+
+    def payloads(self) -> Iterator[Mapping[str, Any]]:
+        """Every course's payload (a full scan, page by page)."""
 
     def count(self) -> int: ...
 
@@ -149,6 +154,14 @@ class EdgeVectorStore:
             return {}
         records = self._shard.retrieve([point_id(c) for c in course_ids], True, [using])
         return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
+
+    def payloads(self) -> Iterator[Mapping[str, Any]]:
+        offset = None
+        while self._shard is not None:
+            records, offset = self._shard.scroll(self._q.ScrollRequest(offset=offset, limit=PAGE, with_payload=True))
+            yield from (r.payload for r in records)
+            if offset is None:
+                return
 
     def count(self) -> int:
         return 0 if self._shard is None else self._shard.count(self._q.CountRequest(exact=True))
@@ -234,6 +247,14 @@ class QdrantClientVectorStore:
             self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=[using]
         )
         return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
+
+    def payloads(self) -> Iterator[Mapping[str, Any]]:
+        offset = None
+        while self._has_collection():
+            records, offset = self._client.scroll(self._collection, limit=PAGE, offset=offset, with_payload=True)
+            yield from (r.payload for r in records)
+            if offset is None:
+                return
 
     def _has_collection(self) -> bool:
         self._exists = self._exists or self._client.collection_exists(self._collection)

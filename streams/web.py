@@ -5,6 +5,7 @@
 - ``GET /metrics``: Prometheus text.
 - ``GET /recommendations/{user_id}``: the latest list published for the learner.
 - ``GET /profiles/{user_id}``: a readable summary of the learner's profile.
+- ``GET /paths/{user_id}/{goal}``: the courses to take, in order, to reach ``goal``.
 
 A learner's state lives only on the worker that owns the learner's partition; any worker
 answers, forwarding the request to the owner (found through Faust's table router).
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+from online.prerequisites import PrerequisiteCycle
 from online.profile import LearnerProfile
 from streams import metrics
 
@@ -39,8 +41,9 @@ def create_api(
     profiles: faust.types.TableT,
     latest: faust.types.TableT,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
+    learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
 ) -> FastAPI:
-    """The API of one worker; ``describe_profile`` turns a profile into its readable summary."""
+    """The API of one worker; the callables summarise a profile and plan a path from it."""
     http = httpx.AsyncClient(timeout=5.0)
 
     @asynccontextmanager
@@ -93,5 +96,16 @@ def create_api(
             return found
         summary = await describe_profile(user_id, LearnerProfile.from_bytes(found))
         return Response(json.dumps(summary), media_type="application/json")
+
+    @api.get("/paths/{user_id}/{goal:path}")
+    async def path(user_id: str, goal: str, request: Request) -> Response:
+        found = await owned_or_forwarded(profiles, user_id, request)
+        if isinstance(found, Response):
+            return found
+        try:
+            steps = await learning_path(LearnerProfile.from_bytes(found), goal)
+        except PrerequisiteCycle as error:
+            raise HTTPException(409, str(error)) from None
+        return Response(json.dumps({"user_id": user_id, "goal": goal, "path": steps}), media_type="application/json")
 
     return api

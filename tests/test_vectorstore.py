@@ -61,6 +61,7 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
     assert list(found) == [points[1].course_id]
     assert np.allclose(found[points[1].course_id].vectors["text"], points[1].vectors["text"], atol=1e-5)
     assert found[points[1].course_id].payload["part_of"] == points[1].payload["part_of"]
+    assert sorted(p["course_id"] for p in store.payloads()) == sorted(p.course_id for p in points)
 
 
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
