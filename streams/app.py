@@ -161,7 +161,7 @@ class CourseIndex(mode.Service):
         self.config = config
         self.model_version: str | None = None
         self._dims: dict[str, int] | None = None
-        self._graph: tuple[float, PrerequisiteGraph, dict[str, str]] | None = None
+        self._graph: tuple[float, PrerequisiteGraph] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vector-store")
         self._store: VectorStore | None = None
         self._vectors: LRUCache[str, tuple[float, CoursePoint | None]] = LRUCache(limit=50_000)
@@ -225,19 +225,19 @@ class CourseIndex(mode.Service):
         using, version = self.config.ranking_vector, self.model_version
         return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version))
 
-    async def prerequisite_graph(self) -> tuple[PrerequisiteGraph, dict[str, str]]:
-        """The catalogue's prerequisite graph and titles, re-read after ``VECTOR_TTL_S``."""
+    async def prerequisite_graph(self) -> PrerequisiteGraph:
+        """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
         if self._graph is None or time.monotonic() - self._graph[0] > self.VECTOR_TTL_S:
-            def read(store: VectorStore) -> tuple[PrerequisiteGraph, dict[str, str]]:
-                graph, titles = PrerequisiteGraph(), {}
+            def read(store: VectorStore) -> PrerequisiteGraph:
+                graph = PrerequisiteGraph()
                 for payload in store.payloads():
-                    titles[payload["course_id"]] = payload.get("title") or payload["course_id"]
+                    graph.titles[payload["course_id"]] = payload.get("title") or payload["course_id"]
                     for prerequisite in payload.get("prerequisites") or ():
                         graph.add(payload["course_id"], prerequisite)
-                return graph, titles
+                return graph
 
-            self._graph = (time.monotonic(), *await self._in_store("scroll", read))
-        return self._graph[1], self._graph[2]
+            self._graph = (time.monotonic(), await self._in_store("scroll", read))
+        return self._graph[1]
 
     async def index(self, contents: Sequence[CourseContent]) -> list[CoursePoint]:
         """Embed courses with the encoder service and upsert them: recommendable at once."""
@@ -477,8 +477,8 @@ class _Taken:
 
 async def learning_path(profile: LearnerProfile, goal: str) -> list[dict[str, object]]:
     """The courses the learner still has to take to reach ``goal``, in order, with titles."""
-    graph, titles = await course_index.prerequisite_graph()
-    return [{"course_id": c, "title": titles.get(c, c)} for c in graph.learning_path(goal, _Taken(profile))]
+    graph = await course_index.prerequisite_graph()
+    return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, _Taken(profile))]
 
 
 if settings.web_enabled:
