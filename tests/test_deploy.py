@@ -125,19 +125,23 @@ def test_dockerfile(name: str) -> None:
     kinds = [instruction for instruction, _ in instructions]
     by_kind = {instruction: arguments for instruction, arguments in instructions}  # the last of each
 
-    assert by_kind["FROM"].startswith("python:3.11-")
+    if command == "worker":
+        assert by_kind["FROM"].startswith("python:3.11-")
+    else:  # a CUDA base that already holds Python 3.11 and a torch in the project's range
+        assert re.fullmatch(r"pytorch/pytorch:2\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", by_kind["FROM"])
     # What it copies exists in the build context (the repository root).
     for instruction, arguments in instructions:
         if instruction == "COPY":
             *sources, _ = arguments.split()
             for source in sources:
                 assert (ROOT / source).exists(), f"{name}: COPY {source}: not in the repository"
-    # torch is the Makefile's pin, installed before the project.
-    makefile_torch = re.search(r"^TORCH \?= torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
-    assert dockerfile_arg(instructions, "TORCH_VERSION") == makefile_torch
-    torch_step = next(n for n, (i, a) in enumerate(instructions) if i == "RUN" and "torch==" in a)
+    # The worker's torch is the Makefile's pin, installed before the project.
     project_step = next(n for n, (i, a) in enumerate(instructions) if i == "RUN" and "pip install /src" in a)
-    assert torch_step < project_step
+    if command == "worker":
+        makefile_torch = re.search(r"^TORCH \?= torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+        assert dockerfile_arg(instructions, "TORCH_VERSION") == makefile_torch
+        torch_step = next(n for n, (i, a) in enumerate(instructions) if i == "RUN" and "torch==" in a)
+        assert torch_step < project_step
     # Non-root, serving the settings' port, with a health check on the right endpoint.
     assert by_kind["USER"] not in ("root", "0") and kinds.index("USER") < kinds.index("ENTRYPOINT")
     assert by_kind["EXPOSE"] == str(port)

@@ -1,27 +1,18 @@
 # The encoder service (`coursestream encoder`) on an NVIDIA GPU.
 # Build from the repository root: docker build -f deploy/docker/encoder.Dockerfile -t coursestream-encoder:0.1.0 .
 #
-# The base is the worker's python:3.11-slim rather than an nvidia/cuda or pytorch/pytorch
-# image: PyPI's torch wheels for Linux carry their CUDA user space (runtime, cuBLAS, cuDNN,
-# NCCL) as pip packages, so a CUDA base image would only duplicate gigabytes of libraries,
-# and Ubuntu 22.04 (the CUDA images' base) has no maintained Python 3.11. The host provides
-# only the NVIDIA driver, which the NVIDIA Container Toolkit mounts into the container.
-FROM python:3.11-slim
-
-# torch 2.13 from PyPI is built for CUDA 13.0: it needs an NVIDIA driver >= 580. For an older
-# driver, build with a CUDA 12 wheel from the PyTorch index, e.g.
-#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://pypi.org/simple
+# The base is PyTorch's official CUDA runtime image: CUDA 12.4 and cuDNN 9 user space, Python
+# 3.11 and torch 2.5.1 with GPU kernels already in it. The project asks for torch>=2.2, so
+# pip keeps that build and installs only the rest. The host provides the NVIDIA driver (>= 550
+# for CUDA 12.4), which the NVIDIA Container Toolkit mounts into the container.
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
-
-# Installed before the project, torch satisfies its `torch>=2.2` and pip keeps this build.
+# The image's torch satisfies the project's `torch>=2.2`: pip keeps it.
 COPY pyproject.toml README.md /src/
 COPY online /src/online
 COPY encoders /src/encoders
