@@ -1,6 +1,6 @@
 """Rank candidate courses for a learner, respecting prerequisites, and say why.
 
-The policy, ``nearest-interest-v2``:
+Two policies (run side by side with ``online.policies.assign``). ``nearest-interest-v2``:
 
 - candidates are the courses nearest the learner's interest vector, plus the courses that
   list the course just engaged with as a prerequisite (the vector store finds both);
@@ -10,7 +10,9 @@ The policy, ``nearest-interest-v2``:
 - the rest are ordered by cosine similarity, with a bonus for a course the last engaged
   course has just unlocked: progress along a curriculum is the point of learning.
 
-Every item says why, in machine-readable reasons.
+``diverse-interest-v2`` does the same, then picks the list by maximal marginal relevance
+(``online.diversity``) among the best ``4 k``, so it is not ten near-duplicates. Every item
+says why, in machine-readable reasons.
 
 >>> from online.profile import LearnerProfile
 >>> profile = LearnerProfile(recent=["intro"])
@@ -32,10 +34,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from online.diversity import mmr
 from online.events import Reason, RecommendedItem
 from online.profile import LearnerProfile
 
-POLICY = "nearest-interest-v2"
+NEAREST = "nearest-interest-v2"
+DIVERSE = "diverse-interest-v2"
+POLICIES = (NEAREST, DIVERSE)
+#: How much relevance counts against redundancy in the diverse policy.
+DIVERSITY_LAMBDA = 0.7
 #: Added to the similarity of a course that the last engaged course has just unlocked.
 UNLOCK_BONUS = 0.15
 
@@ -47,12 +56,16 @@ class Candidate:
     course_id: str
     similarity: float
     payload: Mapping[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
 
 
-def rank(profile: LearnerProfile, candidates: Iterable[Candidate], k: int) -> list[RecommendedItem]:
-    """The top ``k`` courses the learner has not taken and is ready for, best first, with reasons."""
+def rank(
+    profile: LearnerProfile, candidates: Iterable[Candidate], k: int, policy: str = NEAREST
+) -> list[RecommendedItem]:
+    """The top ``k`` courses the learner has not taken and is ready for, with reasons, by ``policy``."""
     last = profile.recent[-1] if profile.recent else None
     scored: dict[str, tuple[float, list[Reason]]] = {}
+    vectors: dict[str, np.ndarray | None] = {}
     for c in candidates:
         if c.course_id in scored or profile.has_taken(c.course_id):
             continue
@@ -79,7 +92,15 @@ def rank(profile: LearnerProfile, candidates: Iterable[Candidate], k: int) -> li
                 )
             )
         scored[c.course_id] = (score, reasons)
-    best = sorted(scored.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+        vectors[c.course_id] = c.vector
+    best = sorted(scored.items(), key=lambda item: (-item[1][0], item[0]))
+    if policy == DIVERSE and all(vectors[course_id] is not None for course_id, _ in best):
+        pool = best[: 4 * k]
+        if pool:
+            matrix = np.stack([vectors[course_id] for course_id, _ in pool])
+            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+            best = [pool[i] for i in mmr([score for _, (score, _) in pool], matrix, k, DIVERSITY_LAMBDA)]
+    best = best[:k]
     return [
         RecommendedItem(course_id=course_id, rank=position, score=round(score, 6), reasons=reasons)
         for position, (course_id, (score, reasons)) in enumerate(best, start=1)

@@ -40,6 +40,7 @@ from online.events import (
     InvalidEvent,
     ParkedContent,
     Recommendation,
+    RecommendedItem,
     Trigger,
     parse_course_content,
     parse_learner_event,
@@ -50,7 +51,8 @@ from online.difficulty import QuestionDifficulty, sigmoid
 from online.mastery import MasteryModel
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
-from online.ranking import POLICY, Candidate, rank
+from online.policies import assign
+from online.ranking import DIVERSE, Candidate, rank
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
@@ -60,6 +62,8 @@ from streams.web import create_api
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MODEL_VERSION_POLL_S = 30.0
+#: How much wider the second candidate search is when the first leaves fewer than k.
+WIDER = 5
 
 settings = Settings()
 if settings.kafka_embedded:
@@ -220,10 +224,12 @@ class CourseIndex(mode.Service):
             if point is not None and version in (None, point.payload.get("model_version"))
         }
 
-    async def candidates(self, profile: LearnerProfile, limit: int) -> list[Candidate]:
+    async def candidates(self, profile: LearnerProfile, limit: int, with_vectors: bool = False) -> list[Candidate]:
         """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
         using, version = self.config.ranking_vector, self.model_version
-        return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version))
+        return await self._in_store(
+            "search", lambda s: candidates_for(s, profile, using, limit, version, with_vectors=with_vectors)
+        )
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
@@ -316,6 +322,17 @@ def _trigger(event, message: Message) -> Trigger:  # type: ignore[no-untyped-def
     )
 
 
+async def recommend(profile: LearnerProfile, policy: str) -> list[RecommendedItem]:
+    """Rank the learner's candidates; when rules leave the list short, look once more, wider."""
+    k = settings.recommendations_k
+    for limit in (k, WIDER * k):
+        candidates = await course_index.candidates(profile, limit=limit, with_vectors=policy == DIVERSE)
+        items = rank(profile, candidates, k, policy)
+        if len(items) == k:
+            break
+    return items
+
+
 @app.agent(learner_events)
 async def update_profiles(stream: faust.StreamT) -> None:
     """Learner event -> profile (exactly once in effect) -> fresh recommendations."""
@@ -345,13 +362,13 @@ async def update_profiles(stream: faust.StreamT) -> None:
             changed |= profile.learn_one(learner_event, vector, offset=message.offset, mastery=mastery(message.partition))
             if changed:
                 profiles[message.key] = profile.to_bytes()
-            candidates = await course_index.candidates(profile, limit=settings.recommendations_k)
+            policy = assign(learner_event.user_id, settings.policies)
             recommendation = Recommendation(
                 user_id=learner_event.user_id,
                 generated_at=utcnow(),
                 trigger=_trigger(learner_event, message),
-                items=rank(profile, candidates, settings.recommendations_k),
-                policy=POLICY,
+                items=await recommend(profile, policy),
+                policy=policy,
                 model_version=course_index.model_version or "none",
             )
         except Exception as error:  # a bug or an outage must not stop the stream

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Recommendations
     recommendations_k: int = Field(10, ge=1, le=100)
     ranking_vector: str = Field("text", description="The named vector profiles and queries live in.")
+    policies: list[Literal["nearest-interest-v2", "diverse-interest-v2"]] = Field(
+        ["nearest-interest-v2"], min_length=1,
+        description='Ranking policies run side by side (A/B), learners split by a hash of their id; JSON list.',
+    )
     interest_half_life_days: float = Field(14.0, gt=0)
     content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
 

@@ -63,6 +63,7 @@ class VectorStore(Protocol):
         limit: int,
         exclude: Collection[str] = (),
         match: Mapping[str, str] | None = None,
+        with_vectors: bool = False,
     ) -> list[Candidate]:
         """Nearest courses by ``using``, skipping ``exclude`` ids, payload equal to ``match``."""
 
@@ -79,6 +80,11 @@ class VectorStore(Protocol):
 
 def _payload(point: CoursePoint) -> dict[str, Any]:
     return {**point.payload, "course_id": point.course_id}
+
+
+def _candidate(payload: Mapping[str, Any], score: float, vectors: Any, using: str) -> Candidate:
+    vector = np.asarray(vectors[using], dtype=np.float32) if vectors else None
+    return Candidate(payload["course_id"], score, payload, vector)
 
 
 def _point(payload: Mapping[str, Any], vectors: Mapping[str, Sequence[float]]) -> CoursePoint:
@@ -133,6 +139,7 @@ class EdgeVectorStore:
         limit: int,
         exclude: Collection[str] = (),
         match: Mapping[str, str] | None = None,
+        with_vectors: bool = False,
     ) -> list[Candidate]:
         if self._shard is None:
             return []
@@ -145,9 +152,10 @@ class EdgeVectorStore:
                 query=q.Query.Nearest(vector.astype(np.float32).tolist(), using=using),
                 filter=q.Filter(must=must or None, must_not=must_not or None),
                 with_payload=True,
+                with_vector=[using] if with_vectors else None,
             )
         )
-        return [Candidate(h.payload["course_id"], h.score, h.payload) for h in hits]
+        return [_candidate(h.payload, h.score, h.vector, using) for h in hits]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -224,6 +232,7 @@ class QdrantClientVectorStore:
         limit: int,
         exclude: Collection[str] = (),
         match: Mapping[str, str] | None = None,
+        with_vectors: bool = False,
     ) -> list[Candidate]:
         if not self._has_collection():
             return []
@@ -237,8 +246,9 @@ class QdrantClientVectorStore:
             limit=limit,
             query_filter=m.Filter(must=must or None, must_not=must_not or None),
             with_payload=True,
+            with_vectors=[using] if with_vectors else False,
         )
-        return [Candidate(h.payload["course_id"], h.score, h.payload) for h in response.points]
+        return [_candidate(h.payload, h.score, h.vector, using) for h in response.points]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
@@ -269,23 +279,33 @@ class QdrantClientVectorStore:
         self._client.close()
 
 
-#: Candidates fetched beyond the limit to make up for taken courses the ranking drops.
+#: Candidates fetched per item wanted: room for the ranking to drop and to choose.
+POOL = 4
+#: Candidates fetched beyond that to make up for taken courses the ranking drops.
 MAX_OVERFETCH = 500
 
 
 def candidates_for(
-    store: VectorStore, profile: LearnerProfile, using: str, limit: int, model_version: str | None = None
+    store: VectorStore,
+    profile: LearnerProfile,
+    using: str,
+    limit: int,
+    model_version: str | None = None,
+    with_vectors: bool = False,
 ) -> list[Candidate]:
     """The courses nearest the learner's interest, and those their last course unlocks.
 
-    The nearest come ``limit`` more than the courses the learner took: the most recent are
-    excluded by the query, older ones (known only to the profile's Bloom filter) by the
-    ranking. Only vectors of ``model_version`` answer, when it is given.
+    The nearest come ``POOL * limit`` more than the courses the learner took: the most recent
+    are excluded by the query, older ones (known only to the profile's Bloom filter) by the
+    ranking, which also drops courses the learner is not ready for and may pick for diversity.
+    Only vectors of ``model_version`` answer, when it is given.
     """
     if profile.interest is None:
         return []
     match = {"model_version": model_version} if model_version else {}
-    nearest = limit + min(profile.taken_count, MAX_OVERFETCH)
-    found = store.search(profile.interest, using, nearest, exclude=profile.recent, match=match)
+    nearest = POOL * limit + min(profile.taken_count, MAX_OVERFETCH)
+    found = store.search(profile.interest, using, nearest, exclude=profile.recent, match=match, with_vectors=with_vectors)
     unlocked = {**match, "prerequisites": profile.recent[-1]}
-    return found + store.search(profile.interest, using, limit, exclude=profile.recent, match=unlocked)
+    return found + store.search(
+        profile.interest, using, limit, exclude=profile.recent, match=unlocked, with_vectors=with_vectors
+    )

@@ -19,7 +19,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from online.events import CourseContent, Recommendation
+from online.policies import assign
 from online.profile import LearnerProfile
+from online.ranking import NEAREST, POLICIES
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE, embedded_env, sample_events, settings_from
 from streams.settings import Settings
@@ -78,8 +80,9 @@ def catalogue() -> list[CourseContent]:
 
 @pytest.fixture(scope="module")
 def running(broker, encoder_service, catalogue, tmp_path_factory):
-    """One worker with the sample catalogue indexed, shared by the tests below."""
+    """One worker with the sample catalogue indexed, shared by the tests below; both policies (A/B)."""
     pipeline = new_pipeline(broker, encoder_service, tmp_path_factory.mktemp("running"))
+    pipeline.env["COURSESTREAM_POLICIES"] = json.dumps(POLICIES)
     worker = pipeline.worker()
     try:
         pipeline.index(catalogue, worker)
@@ -106,12 +109,15 @@ def test_learner_events_come_out_as_recommendations(running, catalogue) -> None:
         assert set(ids) <= known, "recommended a course that does not exist"
         assert not set(ids) & taken[event.user_id], "recommended a course the learner already took"
         assert len(ids) == len(set(ids))
+        assert rec.policy == assign(event.user_id, POLICIES)
         scores = [item.score for item in rec.items]
-        assert scores == sorted(scores, reverse=True)
+        if rec.policy == NEAREST:  # the diverse policy orders by marginal relevance instead
+            assert scores == sorted(scores, reverse=True)
         assert [item.rank for item in rec.items] == list(range(1, len(ids) + 1))
         assert all(item.reasons for item in rec.items)
         nonempty += bool(ids)
     assert nonempty >= 0.9 * len(events)
+    assert {rec.policy for rec in recs} == set(POLICIES)
 
 
 BAD_MESSAGES = {
