@@ -8,7 +8,8 @@ Two policies (run side by side with ``online.policies.assign``). ``nearest-inter
   has not taken: it is not recommended before its time (a learning path shows it after
   what it needs);
 - the rest are ordered by cosine similarity, with a bonus for a course the last engaged
-  course has just unlocked: progress along a curriculum is the point of learning.
+  course has just unlocked, and the best of those always gets a place (the last one, if it
+  did not earn one): progress along a curriculum is the point of learning.
 
 ``diverse-interest-v2`` does the same, then picks the list by maximal marginal relevance
 (``online.diversity``) among the best ``4 k``, so it is not ten near-duplicates. Every item
@@ -93,7 +94,8 @@ def rank(
             )
         scored[c.course_id] = (score, reasons)
         vectors[c.course_id] = c.vector
-    best = sorted(scored.items(), key=lambda item: (-item[1][0], item[0]))
+    ranked = sorted(scored.items(), key=lambda item: (-item[1][0], item[0]))
+    best = ranked
     if policy == DIVERSE and all(vectors[course_id] is not None for course_id, _ in best):
         pool = best[: 4 * k]
         if pool:
@@ -101,6 +103,9 @@ def rank(
             matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
             best = [pool[i] for i in mmr([score for _, (score, _) in pool], matrix, k, DIVERSITY_LAMBDA)]
     best = best[:k]
+    unlocked = [item for item in ranked if any(r.code == "unlocked_by" for r in item[1][1])]
+    if unlocked and k > 0 and not any(item in best for item in unlocked):
+        best = [*best[: k - 1], unlocked[0]]  # one slot is kept for the next step of the curriculum
     return [
         RecommendedItem(course_id=course_id, rank=position, score=round(score, 6), reasons=reasons)
         for position, (course_id, (score, reasons)) in enumerate(best, start=1)
