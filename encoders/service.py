@@ -306,6 +306,11 @@ def serve_in_background(
     return ServiceHandle(f"http://{host}:{bound_port}", server, thread)
 
 
-def main(settings: EncoderSettings) -> None:
-    """Run the service in the foreground until interrupted (``coursestream encoder``)."""
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+def main(settings: EncoderSettings, log_config: dict[str, Any] | None = None) -> None:
+    """Run the service in the foreground until interrupted (``coursestream encoder``).
+
+    ``log_config`` is a :func:`logging.config.dictConfig` (e.g. JSON lines); uvicorn's own by default.
+    """
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=log_config or uvicorn.config.LOGGING_CONFIG
+    )

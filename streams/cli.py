@@ -19,7 +19,7 @@ cli.add_typer(bench, name="bench")
 
 
 def logging_config(log_format: str, loglevel: str) -> dict | None:
-    """JSON lines on stderr for log collectors, when asked for; None keeps Faust's default."""
+    """JSON lines on stderr for log collectors, when asked for; None keeps the server's default."""
     if log_format != "json":
         return None
     return {
@@ -71,7 +71,8 @@ def encoder() -> None:
     from encoders.service import main
     from streams.settings import Settings
 
-    main(Settings().encoder)
+    settings = Settings()
+    main(settings.encoder, log_config=logging_config(settings.log_format, "info"))
 
 
 @cli.command()
