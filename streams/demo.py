@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +61,45 @@ def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_i
 def settings_from(env: Mapping[str, str]) -> Settings:
     """The settings a process started with ``env`` would read (ignoring this process's own)."""
     return Settings(**{key.removeprefix("COURSESTREAM_").lower(): value for key, value in env.items()})
+
+
+class WorkerProcess:
+    """``coursestream worker`` as a child process with ``env`` settings, its output in a log file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or commit anything."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (SIGKILL after 30 s); returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def sample_events(limit: int | None) -> Iterator[ClickEvent | VideoEvent | QuizEvent]:
@@ -141,8 +182,6 @@ async def _demo(settings: Settings, max_events: int | None, show: int, rate: flo
 
 def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    import subprocess
-
     from encoders.service import serve_in_background
     from encoders.settings import EncoderSettings
 
@@ -154,24 +193,16 @@ def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = 
         env = embedded_env(broker.bootstrap_servers, encoder.url, Path(tmp))
         settings = settings_from(env)
         ensure_topics(settings)
-        worker_log = Path(tmp) / "worker.log"
-        with worker_log.open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
-                env={**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        worker = WorkerProcess(env, Path(tmp) / "worker.log").start()
         try:
             figures = asyncio.run(_demo(settings, max_events, show, rate))
         except KeyboardInterrupt:
             print("interrupted: stopping", flush=True)
             return 130
         finally:
-            worker.terminate()
-            worker.wait(30)
+            code = worker.stop()
             encoder.stop()
-            if worker.returncode not in (0, -15):
-                print(f"worker exited with {worker.returncode}; its log:\n{worker_log.read_text()[-5000:]}")
+            if code not in (0, -signal.SIGTERM):
+                print(f"worker exited with {code}; its log:\n{worker.log()[-5000:]}")
         print("summary: " + ", ".join(f"{key}={value}" for key, value in figures.items()), flush=True)
         return 0 if figures["recommendations"] >= figures["events_replayed"] else 1

@@ -23,10 +23,10 @@ from online.policies import assign
 from online.profile import LearnerProfile
 from online.ranking import NEAREST, POLICIES
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE, embedded_env, sample_events, settings_from
+from streams.demo import SAMPLE, WorkerProcess, embedded_env, sample_events, settings_from
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.kafka_io import WorkerProcess, consume, produce
+from tests.kafka_io import consume, produce
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
 
