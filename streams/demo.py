@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from online.events import ClickEvent, QuizEvent, Recommendation, VideoEvent
 from online.sources import InvalidRow, oulad_catalogue, read_oulad
-from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.embedded_broker import EmbeddedBroker, free_port, terminate
 from streams.replay import publish_courses, replay_events
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -87,16 +87,7 @@ class WorkerProcess:
 
     def stop(self) -> int | None:
         """SIGTERM and wait (SIGKILL after 30 s); returns the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return None if self.process is None else terminate(self.process, timeout_s=30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

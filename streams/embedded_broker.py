@@ -45,6 +45,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; returns the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 class EmbeddedBroker:
     """A Tansu broker process on 127.0.0.1 with memory storage.
 
@@ -81,13 +93,8 @@ class EmbeddedBroker:
         raise TimeoutError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s}s")
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process:
+            terminate(self._process, timeout_s=5)
         self._process = None
 
     def __enter__(self) -> EmbeddedBroker:
