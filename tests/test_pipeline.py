@@ -24,6 +24,7 @@ from online.profile import LearnerProfile
 from online.ranking import NEAREST, POLICIES
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE, WorkerProcess, embedded_env, sample_events, settings_from
+from streams.embedded_broker import EmbeddedBroker
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.kafka_io import consume, produce
@@ -54,11 +55,12 @@ class Pipeline:
             ((e.user_id.encode(), e.model_dump_json().encode()) for e in events),
         )
 
-    def recommendations(self, until, worker: WorkerProcess) -> list[Recommendation]:
+    def recommendations(self, until, worker: WorkerProcess, timeout_s: float = 120.0) -> list[Recommendation]:
         return consume(
             self.settings.kafka_bootstrap_servers,
             self.settings.topic_recommendations,
             lambda records: until(records),
+            timeout_s=timeout_s,
             decode=lambda message: Recommendation.model_validate_json(message.value),
             describe=worker.log,
         )
@@ -203,19 +205,23 @@ def run_to_completion(pipeline: Pipeline, catalogue, events, kill_after: int | N
             pipeline.recommendations(lambda r: len(r) >= kill_after, worker)
             worker.kill()
             worker = pipeline.worker()
-        pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker)
+        # Generous: in a loaded full-suite run this was seen to take over two minutes.
+        pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker, timeout_s=400)
     finally:
         worker.stop()
     return final_profiles(pipeline.settings)
 
 
-def test_worker_killed_mid_stream_recovers_profiles_exactly(broker, encoder_service, catalogue, tmp_path) -> None:
+def test_worker_killed_mid_stream_recovers_profiles_exactly(encoder_service, catalogue, tmp_path) -> None:
     # Clicks from the start of the sample, then its quiz scores (they come later in time).
     everything = list(sample_events(None))
     events = everything[:1200] + [e for e in everything[1200:] if e.kind == "quiz"]
     assert sum(e.kind == "quiz" for e in events) > 50
-    clean = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events, None)
-    killed = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, 500)
+    # A broker of its own: on the session's shared one, after many other tests, this test was seen
+    # (3 full-suite runs in 8, never alone) to stall with part of the recommendations missing.
+    with EmbeddedBroker() as broker:
+        clean = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events, None)
+        killed = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, 500)
 
     per_user = defaultdict(int)
     for event in events:
