@@ -212,13 +212,15 @@ def run_to_completion(pipeline: Pipeline, catalogue, events, kill_after: int | N
     return final_profiles(pipeline.settings)
 
 
+@pytest.mark.isolated
 def test_worker_killed_mid_stream_recovers_profiles_exactly(encoder_service, catalogue, tmp_path) -> None:
     # Clicks from the start of the sample, then its quiz scores (they come later in time).
     everything = list(sample_events(None))
     events = everything[:1200] + [e for e in everything[1200:] if e.kind == "quiz"]
     assert sum(e.kind == "quiz" for e in events) > 50
-    # A broker of its own: on the session's shared one, after many other tests, this test was seen
-    # (3 full-suite runs in 8, never alone) to stall with part of the recommendations missing.
+    # In a full-suite run (4 in 9) the restarted worker was seen to stop publishing for good, with
+    # nothing logged at warning level; never when this test ran alone. Cause not found yet: it
+    # runs in a pytest process of its own (make test), on a broker of its own.
     with EmbeddedBroker() as broker:
         clean = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events, None)
         killed = run_to_completion(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, 500)
