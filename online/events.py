@@ -221,6 +221,10 @@ class RecommendedItem(_Contract):
     score: float
     reasons: list[Reason]
     explore: bool = Field(False, description="Chosen to explore rather than by score.")
+    exploration_arm: str | None = Field(None, description="How an exploring item was picked (the bandit's arm).")
+    features: dict[str, float] = Field(
+        default_factory=dict, description="The ranking features of the item for this learner (the re-ranker learns from them)."
+    )
 
 
 class Trigger(_Contract):

@@ -3,10 +3,10 @@
 The assignment depends on the user id alone, so it is the same on every worker, after every
 restart and in replays; every recommendation names the policy that produced it.
 
->>> assign("learner-42", ["nearest-interest-v2", "diverse-interest-v2"]) in ("nearest-interest-v2", "diverse-interest-v2")
+>>> assign("learner-42", ["reranked-v3", "reranked-diverse-v3"]) in ("reranked-v3", "reranked-diverse-v3")
 True
->>> assign("learner-42", ["nearest-interest-v2"])
-'nearest-interest-v2'
+>>> assign("learner-42", ["reranked-v3"])
+'reranked-v3'
 """
 
 from __future__ import annotations

@@ -88,10 +88,19 @@ class LearnerProfile:
     half_life_days: float = 14.0
     vector_version: str | None = None
     knowledge: KnowledgeState = field(default_factory=KnowledgeState)
+    #: Where the learner is now: the ``part_of`` (module, programme) of their latest course.
+    context: str | None = None
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
         return course_id in self.recent or course_id in self.taken
+
+    def similarity(self, vector: np.ndarray) -> float:
+        """Cosine between the learner's interest and a course vector; 0 without an interest yet."""
+        if self.interest is None:
+            return 0.0
+        norm = float(np.linalg.norm(self.interest) * np.linalg.norm(vector))
+        return float(self.interest @ vector) / norm if norm else 0.0
 
     def seen(self, event_id: str, offset: int | None) -> bool:
         """Whether this event was already applied (by offset watermark or recent id)."""
@@ -103,12 +112,14 @@ class LearnerProfile:
         course_vector: np.ndarray | None,
         offset: int | None = None,
         mastery: MasteryModel | None = None,
+        context: str | None = None,
     ) -> bool:
         """Apply one event; returns False (and changes nothing) if it was already applied.
 
         ``course_vector`` is the engaged course's vector, or None when the course is not
         indexed yet: the event still counts (taken, watermark) but moves no interest.
-        ``mastery`` learns from quiz answers into this profile's knowledge state.
+        ``mastery`` learns from quiz answers into this profile's knowledge state; ``context``
+        is the course's ``part_of``, if known.
         """
         if self.seen(event.event_id, offset):
             return False
@@ -122,6 +133,7 @@ class LearnerProfile:
         if event.course_id in self.recent:
             self.recent.remove(event.course_id)
         self.recent = [*self.recent[-(RECENT_COURSES - 1) :], event.course_id]
+        self.context = context or self.context
         if course_vector is not None:
             self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
         if mastery is not None and isinstance(event, QuizEvent):
@@ -165,7 +177,7 @@ class LearnerProfile:
             "i": interest, "q": scale, "w": self.weight, "t": self.latest_time, "r": self.recent,
             "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
             "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
-            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(),
+            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context,
         }
 
     def to_bytes(self) -> bytes:
@@ -192,4 +204,5 @@ class LearnerProfile:
             half_life_days=s["l"],
             vector_version=s["v"],
             knowledge=KnowledgeState.from_dict(s["k"]),
+            context=s.get("x"),
         )

@@ -27,7 +27,6 @@ from typing import TypeVar
 
 import faust
 import mode
-import numpy as np
 from faust.contrib.asgi import serve_asgi
 from faust.types import EventT, Message
 from mode.utils.collections import LRUCache
@@ -47,12 +46,11 @@ from online.events import (
     utcnow,
     validation_reason,
 )
-from online.difficulty import QuestionDifficulty, sigmoid
-from online.mastery import MasteryModel
+from online.difficulty import sigmoid
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.policies import assign
-from online.ranking import DIVERSE, Candidate, rank
+from online.recommender import Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
@@ -108,41 +106,44 @@ profiles = app.Table("profiles", key_type=bytes, value_type=bytes, partitions=se
 latest_recommendations = app.Table(
     "latest-recommendations", key_type=bytes, value_type=bytes, partitions=settings.partitions
 )
-#: "partition:question id" -> [difficulty, answers]: each partition learns question
-#: difficulty from its own learners' answers, so its state recovers exactly with it.
-question_difficulty = app.Table("question-difficulty", key_type=str, partitions=settings.partitions)
+#: "partition:model:key" -> JSON state of the models a partition's learners share (question
+#: difficulty, popularity, transitions, re-ranker, exploration; see ``online.recommender``).
+#: Each partition learns from its own learners' events, so its state recovers exactly with it.
+learned = app.Table("learned", key_type=str, partitions=settings.partitions)
 
 
-class PartitionDifficulties(MutableMapping[str, list]):
-    """One partition's view of the question-difficulty table."""
+class PartitionTable(MutableMapping[str, object]):
+    """One model's state of one partition, in the ``learned`` table."""
 
-    def __init__(self, partition: int) -> None:
-        self.prefix = f"{partition}:"
+    def __init__(self, partition: int, model: str) -> None:
+        self.prefix = f"{partition}:{model}:"
 
-    def __getitem__(self, question: str) -> list:
-        return question_difficulty[self.prefix + question]
+    def __getitem__(self, key: str) -> object:
+        return learned[self.prefix + key]
 
-    def __setitem__(self, question: str, value: list) -> None:
-        question_difficulty[self.prefix + question] = value
+    def __setitem__(self, key: str, value: object) -> None:
+        learned[self.prefix + key] = value
 
-    def __delitem__(self, question: str) -> None:
-        del question_difficulty[self.prefix + question]
+    def __delitem__(self, key: str) -> None:
+        del learned[self.prefix + key]
 
     def __iter__(self) -> Iterator[str]:
-        return (key.removeprefix(self.prefix) for key in question_difficulty if key.startswith(self.prefix))
+        return (key.removeprefix(self.prefix) for key in learned if key.startswith(self.prefix))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
 
-_mastery_models: dict[int, MasteryModel] = {}
+_recommenders: dict[int, Recommender] = {}
 
 
-def mastery(partition: int) -> MasteryModel:
-    """The knowledge-tracing model of one partition (its question difficulties are its own)."""
-    if partition not in _mastery_models:
-        _mastery_models[partition] = MasteryModel(difficulty=QuestionDifficulty(table=PartitionDifficulties(partition)))
-    return _mastery_models[partition]
+def recommender(partition: int) -> Recommender:
+    """The learning and ranking core of one partition of learners, its state in ``learned``."""
+    if partition not in _recommenders:
+        _recommenders[partition] = Recommender.over(
+            lambda model: PartitionTable(partition, model), explore_share=settings.explore_share
+        )
+    return _recommenders[partition]
 
 
 class CourseIndex(mode.Service):
@@ -202,8 +203,8 @@ class CourseIndex(mode.Service):
         info = await self.encoder.info()
         self.model_version, self._dims = info["model_version"], info["vectors"]
 
-    async def vectors(self, course_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Ranking vectors of those courses that are indexed with the current model."""
+    async def points(self, course_ids: Sequence[str]) -> dict[str, CoursePoint]:
+        """Those courses that are indexed with the current model: ranking vector and payload."""
         now, found, missing = time.monotonic(), {}, []
         for course_id in course_ids:
             cached = self._vectors.get(course_id)
@@ -217,19 +218,17 @@ class CourseIndex(mode.Service):
             for course_id in missing:
                 found[course_id] = points.get(course_id)
                 self._vectors[course_id] = (now, found[course_id])
-        using, version = self.config.ranking_vector, self.model_version
+        version = self.model_version
         return {
-            course_id: point.vectors[using]
+            course_id: point
             for course_id, point in found.items()
             if point is not None and version in (None, point.payload.get("model_version"))
         }
 
-    async def candidates(self, profile: LearnerProfile, limit: int, with_vectors: bool = False) -> list[Candidate]:
+    async def candidates(self, profile: LearnerProfile, limit: int, ids: Sequence[str] = ()) -> list[Candidate]:
         """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
         using, version = self.config.ranking_vector, self.model_version
-        return await self._in_store(
-            "search", lambda s: candidates_for(s, profile, using, limit, version, with_vectors=with_vectors)
-        )
+        return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version, ids))
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
@@ -267,6 +266,7 @@ class CourseIndex(mode.Service):
                     "skills": content.skills,
                     "prerequisites": content.prerequisites,
                     "model_version": result.model_version,
+                    "indexed_at": time.time(),
                 },
             )
             for content, embedding in zip(contents, result.embeddings, strict=True)
@@ -322,15 +322,21 @@ def _trigger(event, message: Message) -> Trigger:  # type: ignore[no-untyped-def
     )
 
 
-async def recommend(profile: LearnerProfile, policy: str) -> list[RecommendedItem]:
+async def recommend(engine: Recommender, profile: LearnerProfile, policy: str, now: float, seed: str) -> list[RecommendedItem]:
     """Rank the learner's candidates; when rules leave the list short, look once more, wider."""
     k = settings.recommendations_k
+    ids = engine.candidate_ids(profile, k, now)
     for limit in (k, WIDER * k):
-        candidates = await course_index.candidates(profile, limit=limit, with_vectors=policy == DIVERSE)
-        items = rank(profile, candidates, k, policy)
+        items = engine.recommend(profile, await course_index.candidates(profile, limit, ids), k, policy, now, seed)
         if len(items) == k:
             break
     return items
+
+
+def last_shown(user: bytes) -> list[RecommendedItem]:
+    """The items of the last list recommended to a learner: what the re-ranker learns from."""
+    raw = latest_recommendations.get(user)
+    return Recommendation.model_validate_json(raw).items if raw else []
 
 
 @app.agent(learner_events)
@@ -354,20 +360,30 @@ async def update_profiles(stream: faust.StreamT) -> None:
                 else LearnerProfile(half_life_days=settings.interest_half_life_days)
             )
             changed = False
+            using = settings.ranking_vector
             if course_index.model_version and profile.vector_version != course_index.model_version:
-                vectors = await course_index.vectors(profile.recent)
-                profile.rebase([vectors[c] for c in profile.recent if c in vectors], course_index.model_version)
+                points = await course_index.points(profile.recent)
+                profile.rebase([points[c].vectors[using] for c in profile.recent if c in points], course_index.model_version)
                 changed = True
-            vector = (await course_index.vectors([learner_event.course_id])).get(learner_event.course_id)
-            changed |= profile.learn_one(learner_event, vector, offset=message.offset, mastery=mastery(message.partition))
+            course = (await course_index.points([learner_event.course_id])).get(learner_event.course_id)
+            engine = recommender(message.partition)
+            changed |= engine.learn_one(
+                profile,
+                learner_event,
+                course.vectors[using] if course else None,
+                course.payload if course else {},
+                offset=message.offset,
+                shown=last_shown(message.key),
+            )
             if changed:
                 profiles[message.key] = profile.to_bytes()
             policy = assign(learner_event.user_id, settings.policies)
+            now = learner_event.event_time.timestamp()
             recommendation = Recommendation(
                 user_id=learner_event.user_id,
                 generated_at=utcnow(),
                 trigger=_trigger(learner_event, message),
-                items=await recommend(profile, policy),
+                items=await recommend(engine, profile, policy, now, learner_event.event_id),
                 policy=policy,
                 model_version=course_index.model_version or "none",
             )

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer

@@ -76,11 +76,12 @@ class Settings(BaseSettings):
     # Recommendations
     recommendations_k: int = Field(10, ge=1, le=100)
     ranking_vector: str = Field("text", description="The named vector profiles and queries live in.")
-    policies: list[Literal["nearest-interest-v2", "diverse-interest-v2"]] = Field(
-        ["nearest-interest-v2"], min_length=1,
+    policies: list[Literal["reranked-v3", "reranked-diverse-v3"]] = Field(
+        ["reranked-v3"], min_length=1,
         description='Ranking policies run side by side (A/B), learners split by a hash of their id; JSON list.',
     )
     interest_half_life_days: float = Field(14.0, gt=0)
+    explore_share: float = Field(0.1, ge=0, le=1, description="Share of recommended slots that explore (bandit-picked, marked explore).")
     content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
 
     # The worker's HTTP API (health, metrics, read APIs)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from online.profile import LearnerProfile
-from online.ranking import Candidate
+from online.recommender import Candidate
 
 #: Namespace for course point ids: uuid5(namespace, course_id) is stable across runs and stores.
 COURSE_NAMESPACE = uuid.UUID("6f1c1d5e-3a0b-4f5e-9a51-2b8d6c7e0a11")
@@ -50,22 +50,44 @@ class CoursePoint:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One source of candidates: the ``limit`` courses nearest the query whose payload has every
+    ``match`` value, and, if ``ids`` is given, only among those courses."""
+
+    limit: int
+    match: Mapping[str, str] = field(default_factory=dict)
+    ids: Collection[str] | None = None
+
+
+#: Reciprocal rank fusion's k (Qdrant's default): the fused order matters little, the
+#: re-ranker orders the candidates; fusion makes them one call and one list.
+RRF_K = 60
+
+
+def _similarities(vector: np.ndarray | None, hits: Sequence[tuple[Mapping[str, Any], Any]], using: str) -> list[Candidate]:
+    """Candidates with cosine similarity to ``vector`` computed from the returned vectors."""
+    candidates = []
+    norm = float(np.linalg.norm(vector)) if vector is not None else 0.0
+    for payload, vectors in hits:
+        course_vector = np.asarray(vectors[using], dtype=np.float32)
+        similarity = float(course_vector @ vector) / (norm * float(np.linalg.norm(course_vector)) or 1.0) if norm else 0.0
+        candidates.append(Candidate(payload["course_id"], similarity, payload, course_vector))
+    return candidates
+
+
 class VectorStore(Protocol):
     def ensure_collection(self, dims: Mapping[str, int]) -> None:
         """Create the collection with one cosine named vector per entry, if it is missing."""
 
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
-    def search(
-        self,
-        vector: np.ndarray,
-        using: str,
-        limit: int,
-        exclude: Collection[str] = (),
-        match: Mapping[str, str] | None = None,
-        with_vectors: bool = False,
+    def query(
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
-        """Nearest courses by ``using``, skipping ``exclude`` ids, payload equal to ``match``."""
+        """Candidates of all ``sources`` in one Query API call: one prefetch each, fused by
+        reciprocal rank; never ``exclude`` ids. Each candidate's similarity is its cosine to
+        ``vector`` (0 without one: the prefetches then only filter)."""
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
@@ -80,11 +102,6 @@ class VectorStore(Protocol):
 
 def _payload(point: CoursePoint) -> dict[str, Any]:
     return {**point.payload, "course_id": point.course_id}
-
-
-def _candidate(payload: Mapping[str, Any], score: float, vectors: Any, using: str) -> Candidate:
-    vector = np.asarray(vectors[using], dtype=np.float32) if vectors else None
-    return Candidate(payload["course_id"], score, payload, vector)
 
 
 def _point(payload: Mapping[str, Any], vectors: Mapping[str, Sequence[float]]) -> CoursePoint:
@@ -132,30 +149,31 @@ class EdgeVectorStore:
             )
         )
 
-    def search(
-        self,
-        vector: np.ndarray,
-        using: str,
-        limit: int,
-        exclude: Collection[str] = (),
-        match: Mapping[str, str] | None = None,
-        with_vectors: bool = False,
+    def query(
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
-        if self._shard is None:
+        if self._shard is None or not sources:
             return []
         q = self._q
-        must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in (match or {}).items()]
-        must_not = [q.HasIdCondition({point_id(c) for c in exclude})] if exclude else []
+        nearest = q.Query.Nearest(vector.astype(np.float32).tolist(), using=using) if vector is not None else None
+        must_not = [q.HasIdCondition({point_id(c) for c in exclude})] if exclude else None
+
+        def prefetch(source: Source) -> Any:
+            must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in source.match.items()]
+            if source.ids is not None:
+                must.append(q.HasIdCondition({point_id(c) for c in source.ids}))
+            return q.Prefetch(limit=source.limit, query=nearest, filter=q.Filter(must=must or None, must_not=must_not))
+
         hits = self._shard.query(
             q.QueryRequest(
-                limit=limit,
-                query=q.Query.Nearest(vector.astype(np.float32).tolist(), using=using),
-                filter=q.Filter(must=must or None, must_not=must_not or None),
+                limit=sum(source.limit for source in sources),
+                prefetches=[prefetch(source) for source in sources],
+                query=q.Fusion.Rrf(k=RRF_K),
                 with_payload=True,
-                with_vector=[using] if with_vectors else None,
+                with_vector=[using],
             )
         )
-        return [_candidate(h.payload, h.score, h.vector, using) for h in hits]
+        return _similarities(vector, [(h.payload, h.vector) for h in hits], using)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -225,30 +243,33 @@ class QdrantClientVectorStore:
             ],
         )
 
-    def search(
-        self,
-        vector: np.ndarray,
-        using: str,
-        limit: int,
-        exclude: Collection[str] = (),
-        match: Mapping[str, str] | None = None,
-        with_vectors: bool = False,
+    def query(
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
-        if not self._has_collection():
+        if not sources or not self._has_collection():
             return []
         m = self._models
-        must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in (match or {}).items()]
-        must_not = [m.HasIdCondition(has_id=[point_id(c) for c in exclude])] if exclude else []
+        nearest = vector.astype(np.float32).tolist() if vector is not None else None
+        must_not = [m.HasIdCondition(has_id=[point_id(c) for c in exclude])] if exclude else None
+
+        def prefetch(source: Source) -> Any:
+            must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in source.match.items()]
+            if source.ids is not None:
+                must.append(m.HasIdCondition(has_id=[point_id(c) for c in source.ids]))
+            return m.Prefetch(
+                query=nearest, using=using if nearest else None, limit=source.limit,
+                filter=m.Filter(must=must or None, must_not=must_not),
+            )
+
         response = self._client.query_points(
             self._collection,
-            query=vector.astype(np.float32).tolist(),
-            using=using,
-            limit=limit,
-            query_filter=m.Filter(must=must or None, must_not=must_not or None),
+            prefetch=[prefetch(source) for source in sources],
+            query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)),
+            limit=sum(source.limit for source in sources),
             with_payload=True,
-            with_vectors=[using] if with_vectors else False,
+            with_vectors=[using],
         )
-        return [_candidate(h.payload, h.score, h.vector, using) for h in response.points]
+        return _similarities(vector, [(h.payload, h.vector) for h in response.points], using)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
@@ -291,21 +312,23 @@ def candidates_for(
     using: str,
     limit: int,
     model_version: str | None = None,
-    with_vectors: bool = False,
+    ids: Sequence[str] = (),
 ) -> list[Candidate]:
-    """The courses nearest the learner's interest, and those their last course unlocks.
+    """A learner's candidates in one query: the courses nearest their interest, those their last
+    course unlocks, and ``ids`` (what others took next, what is popular: see
+    ``online.recommender.Recommender.candidate_ids``).
 
     The nearest come ``POOL * limit`` more than the courses the learner took: the most recent
     are excluded by the query, older ones (known only to the profile's Bloom filter) by the
-    ranking, which also drops courses the learner is not ready for and may pick for diversity.
-    Only vectors of ``model_version`` answer, when it is given.
+    ranking, which also drops courses the learner is not ready for. Only vectors of
+    ``model_version`` answer, when it is given.
     """
-    if profile.interest is None:
-        return []
     match = {"model_version": model_version} if model_version else {}
-    nearest = POOL * limit + min(profile.taken_count, MAX_OVERFETCH)
-    found = store.search(profile.interest, using, nearest, exclude=profile.recent, match=match, with_vectors=with_vectors)
-    unlocked = {**match, "prerequisites": profile.recent[-1]}
-    return found + store.search(
-        profile.interest, using, limit, exclude=profile.recent, match=unlocked, with_vectors=with_vectors
-    )
+    sources = []
+    if profile.interest is not None:
+        sources.append(Source(POOL * limit + min(profile.taken_count, MAX_OVERFETCH), match))
+    if profile.recent:
+        sources.append(Source(limit, {**match, "prerequisites": profile.recent[-1]}))
+    if ids:
+        sources.append(Source(len(ids), match, ids=ids))
+    return store.query(profile.interest, using, sources, exclude=profile.recent)

@@ -14,7 +14,7 @@ from online.events import ClickEvent
 from online.policies import assign
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
-from online.ranking import DIVERSE, NEAREST, POLICIES, rank
+from online.recommender import DIVERSE, POLICIES, RERANKED, Recommender
 from streams.vectorstore import CoursePoint, EdgeVectorStore, candidates_for
 
 
@@ -36,7 +36,7 @@ def test_diverse_policy_is_less_redundant_and_keeps_the_rules(shared_data, tmp_p
     store.upsert([CoursePoint(c, {"text": vectors[c]}, {"prerequisites": sorted(graph.prerequisites.get(c, ()))})
                   for c in courses])
 
-    redundancy = {NEAREST: [], DIVERSE: []}
+    redundancy = {RERANKED: [], DIVERSE: []}
     goals = [c for c in courses if len(graph.learning_path(c)) >= 3][:25]
     for goal in goals:  # a learner who took everything on the way to a goal
         profile = LearnerProfile()
@@ -44,13 +44,15 @@ def test_diverse_policy_is_less_redundant_and_keeps_the_rules(shared_data, tmp_p
             event = ClickEvent(event_id=f"{goal}-{day}", user_id="u", course_id=course, action="complete",
                                event_time=datetime(2024, 1, 1 + day, tzinfo=timezone.utc))
             profile.learn_one(event, vectors[course], offset=day)
-        candidates = candidates_for(store, profile, "text", 10, with_vectors=True)
-        for policy in (NEAREST, DIVERSE):
-            items = rank(profile, candidates, 10, policy)
+        candidates = candidates_for(store, profile, "text", 10)
+        recommender = Recommender(explore_share=0.0)
+        for policy in (RERANKED, DIVERSE):
+            items = recommender.recommend(profile, candidates, 10, policy)
             assert len(items) >= 8 and not any(profile.has_taken(i.course_id) for i in items)
             assert not any(graph.unmet(i.course_id, profile.taken) for i in items)
             picked = [vectors[i.course_id] for i in items]
             redundancy[policy].append(np.mean([a @ b for a, b in combinations(picked, 2)]))
-        assert rank(profile, candidates, 10, DIVERSE)[0].course_id == rank(profile, candidates, 10, NEAREST)[0].course_id
+        first = [recommender.recommend(profile, candidates, 10, policy)[0].course_id for policy in POLICIES]
+        assert first[0] == first[1]
     store.close()
-    assert np.mean(redundancy[DIVERSE]) < np.mean(redundancy[NEAREST]) - 0.02
+    assert np.mean(redundancy[DIVERSE]) < np.mean(redundancy[RERANKED]) - 0.02

@@ -1,5 +1,6 @@
 """Prerequisites on the real CS course graph, through the real vector store and ranking:
-a learner who completed a course is offered what it unlocks, never a course they are not ready for."""
+a learner who completed a course is offered what it unlocks, never a course they are not ready for
+(exploring items included)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from encoders.text import TextEncoder
 from online.events import ClickEvent
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
-from online.ranking import rank
+from online.recommender import Recommender
 from streams.vectorstore import CoursePoint, EdgeVectorStore, candidates_for
 
 pytestmark = pytest.mark.model
@@ -53,7 +54,7 @@ def test_completing_a_course_offers_what_it_unlocks_and_nothing_unready(graph, s
     for goal in goals:
         completed_path = graph.learning_path(goal)  # all it needs, then the goal itself
         profile = learner_who_completed(completed_path, vectors)
-        items = rank(profile, candidates_for(opened, profile, "text", 10), k=10)
+        items = Recommender().recommend(profile, candidates_for(opened, profile, "text", 10), k=10, seed=goal)
         done = set(completed_path)
         for item in items:
             assert not graph.unmet(item.course_id, done), f"{item.course_id} recommended before its prerequisites"

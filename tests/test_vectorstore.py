@@ -10,7 +10,7 @@ import pytest
 from encoders.text import TextEncoder
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore
+from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, Source, VectorStore
 
 pytestmark = pytest.mark.model
 
@@ -41,18 +41,18 @@ def exact_top(points: list[CoursePoint], query: np.ndarray, k: int, keep=lambda 
 
 
 def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint]) -> None:
-    assert store.search(points[0].vectors["text"], "text", 5) == []  # nothing stored yet: no error
+    assert store.query(points[0].vectors["text"], "text", [Source(5)]) == []  # nothing stored yet: no error
     store.ensure_collection({"text": 384})
     store.upsert(points)
     assert store.count() == len(points)
 
     query = points[7].vectors["text"]
-    hits = store.search(query, "text", 10)
+    hits = store.query(query, "text", [Source(10)])
     assert [h.course_id for h in hits] == exact_top(points, query, 10)
     assert hits[0].course_id == points[7].course_id and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
 
     excluded = [h.course_id for h in hits[:3]]
-    hits = store.search(query, "text", 10, exclude=excluded, match={"language": "en"})
+    hits = store.query(query, "text", [Source(10, {"language": "en"})], exclude=excluded)
     expected = exact_top(points, query, 10, lambda p: p.course_id not in excluded and p.payload["language"] == "en")
     assert [h.course_id for h in hits] == expected
     assert all(h.payload["language"] == "en" for h in hits)
@@ -64,22 +64,41 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
     assert sorted(p["course_id"] for p in store.payloads()) == sorted(p.course_id for p in points)
 
 
+def test_sources_are_fused_in_one_query(store: VectorStore, points: list[CoursePoint]) -> None:
+    """Nearest, filtered and by-id sources come back as one list, each course once, with its
+    cosine to the query; without a query vector the sources only filter."""
+    store.ensure_collection({"text": 384})
+    store.upsert(points)
+    query = points[7].vectors["text"]
+    wanted = [points[100].course_id, points[101].course_id]
+    french = Source(3, {"language": "fr"})
+    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
+    ids = [h.course_id for h in hits]
+    assert len(ids) == len(set(ids))
+    assert set(exact_top(points, query, 5)) | set(wanted) <= set(ids)
+    assert set(exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")) <= set(ids)
+    for hit in hits:
+        assert hit.similarity == pytest.approx(float(hit.vector @ query), abs=1e-4)
+    cold = store.query(None, "text", [Source(2, ids=wanted)])
+    assert sorted(h.course_id for h in cold) == sorted(wanted) and all(h.similarity == 0.0 for h in cold)
+
+
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
     store.ensure_collection({"text": 384})
     store.upsert(points[:10])
     moved = CoursePoint(points[0].course_id, points[5].vectors, {"language": "de"})
     store.upsert([moved])
     assert store.count() == 10
-    assert store.search(points[5].vectors["text"], "text", 1, exclude=[points[5].course_id])[0].payload["language"] == "de"
+    assert store.query(points[5].vectors["text"], "text", [Source(1)], exclude=[points[5].course_id])[0].payload["language"] == "de"
 
 
 def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePoint]) -> None:
     store = EdgeVectorStore(tmp_path / "edge")
     store.ensure_collection({"text": 384})
     store.upsert(points)
-    before = [h.course_id for h in store.search(points[3].vectors["text"], "text", 5)]
+    before = [h.course_id for h in store.query(points[3].vectors["text"], "text", [Source(5)])]
     store.close()
     reopened = EdgeVectorStore(tmp_path / "edge")
     assert reopened.count() == len(points)
-    assert [h.course_id for h in reopened.search(points[3].vectors["text"], "text", 5)] == before
+    assert [h.course_id for h in reopened.query(points[3].vectors["text"], "text", [Source(5)])] == before
     reopened.close()

@@ -1,0 +1,346 @@
+"""The learning and ranking core: learner events in, ranked and explained recommendations out.
+
+One :class:`Recommender` holds what a group of learners shares, all learned online from
+their events: course popularity (``online.popularity``), what learners took up next
+(``online.transitions``, the collaborative model), question difficulty inside the mastery
+model (``online.mastery``), the re-ranker (``online.reranker``) and the exploration bandit
+(``online.exploration``). Each learner's own state is their :class:`~online.profile.LearnerProfile`.
+The live worker (one Recommender per partition, backed by Faust tables), the replay
+evaluation and the tests all drive this same code.
+
+**Learning** (:meth:`Recommender.learn_one`). When a learner takes up a course for the first
+time, and before anything moves, the re-ranker learns from it: the course is a positive,
+with the features it had for this learner just then, and the courses of the learner's last
+list that they left are negatives (with the features they were shown with); an exploring
+item rewards its bandit arm if it was taken up. Then the course's popularity and the
+transitions from the learner's recent courses count it, and the profile learns the event
+(interest, knowledge, taken courses).
+
+**Ranking** (:meth:`Recommender.recommend`). Candidates come from the caller (the vector
+store: nearest by interest, unlocked by the last course, and the ids of
+:meth:`Recommender.candidate_ids`: what others took next, what is popular in the learner's
+context; or, offline, the whole catalogue). Then:
+
+- education rules first: a course taken is dropped, and so is one whose prerequisites the
+  learner has not taken (a learning path shows it after what it needs);
+- each candidate gets the :data:`FEATURES` below and the re-ranker's probability that the
+  learner takes it up next;
+- policy :data:`RERANKED` orders by that probability; :data:`DIVERSE` picks by maximal
+  marginal relevance among the best ``4 k`` (``online.diversity``), so the list is not ten
+  near-duplicates;
+- the best course the last one has just unlocked always gets a place: progress along a
+  curriculum is the point;
+- a share of slots (``explore_share``) explores: a bandit arm picks a course the ranking
+  would not have shown, marked ``explore`` with its arm;
+- every item carries machine-readable reasons, the strongest contribution first, and its
+  features (which the re-ranker learns from later).
+
+Everything is a function of the events, so a replay gives the same lists: decay uses event
+time and exploration draws from a random source seeded by the triggering event's id.
+
+>>> from datetime import datetime, timezone
+>>> import numpy as np
+>>> from online.events import ClickEvent
+>>> from online.profile import LearnerProfile
+>>> def click(user, course, day):
+...     return ClickEvent(event_id=f"{user}-{course}", user_id=user, course_id=course, action="open",
+...                       event_time=datetime(2024, 5, day, tzinfo=timezone.utc))
+>>> recommender = Recommender(explore_share=0.0)
+>>> vectors = {"intro": np.array([1.0, 0.0]), "loops": np.array([0.9, 0.1]), "art": np.array([0.0, 1.0])}
+>>> catalogue = {"intro": {}, "loops": {"prerequisites": ["intro"]}, "art": {}}
+>>> for user in ("ann", "bob"):  # others took intro, then loops
+...     profile = LearnerProfile()
+...     for day, course in enumerate(["intro", "loops"], start=1):
+...         _ = recommender.learn_one(profile, click(user, course, day), vectors[course], catalogue[course])
+>>> cleo = LearnerProfile()
+>>> recommender.learn_one(cleo, click("cleo", "intro", 3), vectors["intro"], {})
+True
+>>> candidates = [Candidate(c, cleo.similarity(vectors[c]), catalogue[c]) for c in catalogue]
+>>> items = recommender.recommend(cleo, candidates, k=2, time=datetime(2024, 5, 3).timestamp(), seed="e1")
+>>> [item.course_id for item in items]
+['loops', 'art']
+>>> [reason.code for reason in items[0].reasons]
+['taken_next_by_others', 'interest_similarity', 'unlocked_by', 'popular_now']
+>>> items[0].reasons[0].text
+'Learners who took what you took recently went on to it (100%)'
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from online.diversity import mmr
+from online.events import ClickEvent, QuizEvent, Reason, RecommendedItem, VideoEvent
+from online.exploration import ThompsonExplorer
+from online.difficulty import sigmoid
+from online.mastery import KnowledgeState, MasteryModel
+from online.popularity import DecayedPopularity
+from online.profile import LearnerProfile
+from online.reranker import Reranker
+from online.transitions import NextCourse
+
+RERANKED = "reranked-v3"
+DIVERSE = "reranked-diverse-v3"
+POLICIES = (RERANKED, DIVERSE)
+
+#: The re-ranker's features, each in about [0, 1] (popularity: log1p of decayed take-ups).
+FEATURES = (
+    "similarity",         # cosine between the learner's interest and the course
+    "collaborative",      # share of learners with the same recent courses who took it next
+    "popularity",         # log1p(decayed number of learners who took it up lately)
+    "unlocks",            # 1 if the learner's last course is one of its prerequisites
+    "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
+    "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
+    "novelty",            # 1 if it is outside the learner's current context (module, programme)
+    "freshness",          # 1 for a course indexed just now, halving every 14 days
+)
+#: The re-ranker before it has learned anything: interest and what others did next lead.
+PRIOR = {
+    "similarity": 3.0, "collaborative": 3.0, "popularity": 0.5, "unlocks": 1.0,
+    "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
+}
+PRIOR_INTERCEPT = -4.0
+#: Difficulty of a course level, on the scale of mastery (probability of a correct answer).
+LEVEL_DIFFICULTY = {"beginner": 0.3, "intermediate": 0.55, "advanced": 0.8}
+#: How far above current mastery the right difficulty is.
+STRETCH = 0.1
+FRESH_HALF_LIFE_S = 14 * 86_400.0
+#: How much relevance counts against redundancy in the diverse policy.
+DIVERSITY_LAMBDA = 0.7
+#: Candidates of each kind the caller should fetch per item wanted.
+POOL = 4
+
+LearnerEvent = ClickEvent | VideoEvent | QuizEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A course offered for ranking: its similarity to the learner's interest, payload, vector."""
+
+    course_id: str
+    similarity: float
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+
+def level_fit(knowledge: KnowledgeState, payload: Mapping[str, Any]) -> tuple[float, float | None]:
+    """How well a course's level suits the learner, and their mastery of its skills (None: unknown).
+
+    The right difficulty is :data:`STRETCH` above what the learner masters: hard enough to
+    learn from, not so hard as to fail. Without a level or any quiz answer it is neutral, 0.5.
+    """
+    difficulty = LEVEL_DIFFICULTY.get(payload.get("level") or "")
+    if difficulty is None or knowledge.answers == 0:
+        return 0.5, None
+    skills = [skill for skill in payload.get("skills") or () if skill in knowledge.skills]
+    mastery = float(np.mean([knowledge.mastery(s) for s in skills])) if skills else sigmoid(knowledge.ability)
+    return max(0.0, 1.0 - 2.0 * abs(difficulty - (mastery + STRETCH))), mastery
+
+
+@dataclass
+class Recommender:
+    """What a group of learners shares, learned online; ranks and explains (see the module)."""
+
+    popularity: DecayedPopularity = field(default_factory=DecayedPopularity)
+    transitions: NextCourse = field(default_factory=NextCourse)
+    reranker: Reranker = field(default_factory=lambda: Reranker(PRIOR, PRIOR_INTERCEPT))
+    explorer: ThompsonExplorer = field(default_factory=ThompsonExplorer)
+    mastery: MasteryModel = field(default_factory=MasteryModel)
+    explore_share: float = 0.1
+
+    @classmethod
+    def over(cls, tables: Callable[[str], MutableMapping[str, Any]], explore_share: float = 0.1) -> Recommender:
+        """A recommender whose models keep their state in ``tables(name)``: a stream processor's tables."""
+        from online.difficulty import QuestionDifficulty
+
+        return cls(
+            popularity=DecayedPopularity(table=tables("popularity")),
+            transitions=NextCourse(table=tables("transitions")),
+            reranker=Reranker(PRIOR, PRIOR_INTERCEPT, table=tables("reranker")),
+            explorer=ThompsonExplorer(table=tables("explorer")),
+            mastery=MasteryModel(difficulty=QuestionDifficulty(table=tables("difficulty"))),
+            explore_share=explore_share,
+        )
+
+    def learn_one(
+        self,
+        profile: LearnerProfile,
+        event: LearnerEvent,
+        vector: np.ndarray | None,
+        payload: Mapping[str, Any],
+        offset: int | None = None,
+        shown: Sequence[RecommendedItem] = (),
+    ) -> bool:
+        """Learn one event into the shared models and the profile; False if it was already applied.
+
+        ``vector`` and ``payload`` are the engaged course's (None and ``{}`` when it is not
+        indexed yet); ``shown`` is the last list recommended to this learner.
+        """
+        if profile.seen(event.event_id, offset):
+            return False
+        time = event.event_time.timestamp()
+        if not profile.has_taken(event.course_id):
+            similarity = profile.similarity(vector) if vector is not None else 0.0
+            taken_up = Candidate(event.course_id, similarity, payload)
+            self.reranker.learn_one(self.features(profile, [taken_up], time)[0], True)
+            for item in shown:
+                if item.course_id != event.course_id and item.features:
+                    self.reranker.learn_one(item.features, False)
+                if item.explore and item.exploration_arm:
+                    self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))
+            self.transitions.learn_one(profile.recent, event.course_id, time)
+            self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
+        return profile.learn_one(event, vector, offset=offset, mastery=self.mastery, context=payload.get("part_of"))
+
+    def candidate_ids(self, profile: LearnerProfile, k: int, time: float) -> list[str]:
+        """Courses to rank besides those nearest the learner's interest: what others took next
+        after the learner's recent courses, and what is popular in the learner's context."""
+        ids = [course_id for course_id, _ in self.transitions.successors(profile.recent, POOL * k)]
+        if profile.context is not None:
+            ids += [course_id for course_id, _ in self.popularity.top(POOL * k, time, profile.context)]
+        return list(dict.fromkeys(ids))
+
+    def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> list[dict[str, float]]:
+        """The :data:`FEATURES` of each candidate for this learner at ``time``."""
+        collaborative = self.transitions.scores(profile.recent)
+        last = profile.recent[-1] if profile.recent else None
+        rows = []
+        for c in candidates:
+            prerequisites = c.payload.get("prerequisites") or ()
+            indexed_at = c.payload.get("indexed_at")
+            part_of = c.payload.get("part_of")
+            rows.append({
+                "similarity": float(c.similarity),
+                "collaborative": collaborative.get(c.course_id, 0.0),
+                "popularity": math.log1p(self.popularity.predict_one(c.course_id, time)),
+                "unlocks": float(last is not None and last in prerequisites),
+                "prerequisites_met": float(bool(prerequisites)),
+                "level_fit": level_fit(profile.knowledge, c.payload)[0],
+                "novelty": float(profile.context is not None and part_of is not None and part_of != profile.context),
+                "freshness": 0.5 ** (max(0.0, time - indexed_at) / FRESH_HALF_LIFE_S) if indexed_at else 0.0,
+            })
+        return rows
+
+    def recommend(
+        self,
+        profile: LearnerProfile,
+        candidates: Iterable[Candidate],
+        k: int,
+        policy: str = RERANKED,
+        time: float = 0.0,
+        seed: str = "",
+    ) -> list[RecommendedItem]:
+        """The top ``k`` courses the learner has not taken and is ready for, with reasons, by ``policy``.
+
+        ``time`` (event time, seconds) ages popularity and freshness; ``seed`` (the triggering
+        event's id) makes exploration repeatable.
+        """
+        pool: dict[str, Candidate] = {}
+        for c in candidates:
+            prerequisites = c.payload.get("prerequisites") or ()
+            if c.course_id not in pool and not profile.has_taken(c.course_id) and all(map(profile.has_taken, prerequisites)):
+                pool[c.course_id] = c
+        ready = list(pool.values())
+        rows = self.features(profile, ready, time)
+        scores = [self.reranker.predict_one(x) for x in rows]
+        order = sorted(range(len(ready)), key=lambda i: (-scores[i], ready[i].course_id))
+        rng = random.Random(seed)
+        explore = int(self.explore_share * k) + (rng.random() < (self.explore_share * k) % 1)
+        exploit = max(0, k - explore)
+        chosen = order[:exploit]
+        if policy == DIVERSE and ready and all(c.vector is not None for c in ready):
+            top = order[: POOL * k]
+            matrix = np.stack([ready[i].vector for i in top]).astype(np.float32)
+            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            chosen = [top[j] for j in mmr([scores[i] for i in top], matrix, exploit, DIVERSITY_LAMBDA)]
+        unlocked = [i for i in order if rows[i]["unlocks"]]
+        if unlocked and exploit and not any(i in chosen for i in unlocked):
+            chosen = [*chosen[: exploit - 1], unlocked[0]]  # one slot is kept for the next step of the curriculum
+        picks = [(i, None) for i in chosen]
+        for _ in range(explore):
+            arm_picks = self._exploration_picks(ready, rows, {i for i, _ in picks}, rng)
+            if not arm_picks:
+                break
+            arm = self.explorer.pull(rng, sorted(arm_picks))
+            picks.insert(rng.randint(min(2, len(picks)), len(picks)), (arm_picks[arm], arm))
+        weights = self.reranker.weights()
+        return [
+            RecommendedItem(
+                course_id=ready[i].course_id,
+                rank=position,
+                score=round(scores[i], 6),
+                reasons=self._reasons(profile, ready[i], rows[i], weights, arm),
+                explore=arm is not None,
+                exploration_arm=arm,
+                features={name: round(value, 4) for name, value in rows[i].items()},
+            )
+            for position, (i, arm) in enumerate(picks, start=1)
+        ]
+
+    @staticmethod
+    def _exploration_picks(
+        ready: Sequence[Candidate], rows: Sequence[Mapping[str, float]], taken: set[int], rng: random.Random
+    ) -> dict[str, int]:
+        """What each exploration arm would pick among the candidates not in the list yet."""
+        left = [i for i in range(len(ready)) if i not in taken]
+        if not left:
+            return {}
+
+        def best(feature: str) -> int:
+            return max(left, key=lambda i: (rows[i][feature], ready[i].course_id))
+
+        picks = {"similar": best("similarity"), "random": rng.choice(left)}
+        for arm, feature in (("collaborative", "collaborative"), ("popular", "popularity"), ("fresh", "freshness")):
+            if any(rows[i][feature] > 0 for i in left):
+                picks[arm] = best(feature)
+        return picks
+
+    def _reasons(
+        self,
+        profile: LearnerProfile,
+        candidate: Candidate,
+        x: Mapping[str, float],
+        weights: Mapping[str, float],
+        arm: str | None,
+    ) -> list[Reason]:
+        """Why, strongest contribution to the score first; an exploring item says so first."""
+        last = profile.recent[-1] if profile.recent else None
+        prerequisites = list(candidate.payload.get("prerequisites") or ())
+        found: list[tuple[float, Reason]] = []
+
+        def add(feature: str, reason: Reason) -> None:
+            found.append((weights.get(feature, 0.0) * x[feature], reason))
+
+        if x["similarity"] > 0:
+            add("similarity", Reason(code="interest_similarity", value=round(x["similarity"], 4),
+                                     text=f"Close to what you engaged with recently (cosine {x['similarity']:.2f})"))
+        if x["collaborative"] >= 0.01:
+            add("collaborative", Reason(code="taken_next_by_others", course_id=last, value=round(x["collaborative"], 4),
+                                        text=f"Learners who took what you took recently went on to it "
+                                             f"({x['collaborative']:.0%})"))
+        if x["popularity"] > 0:
+            takers = math.expm1(x["popularity"])
+            add("popularity", Reason(code="popular_now", value=round(takers, 2),
+                                     text=f"Taken up lately by about {takers:.0f} learners"))
+        if x["unlocks"]:
+            add("unlocks", Reason(code="unlocked_by", course_id=last, text=f"Builds on {last}, which you just took"))
+        elif prerequisites:
+            add("prerequisites_met", Reason(code="prerequisites_met", course_id=prerequisites[0],
+                                            text=f"You have taken what it builds on: {', '.join(prerequisites[:3])}"))
+        fit, mastery = level_fit(profile.knowledge, candidate.payload)
+        if mastery is not None and fit >= 0.5:
+            add("level_fit", Reason(code="matches_level", value=round(mastery, 3),
+                                    text=f"{candidate.payload['level'].capitalize()}: just above your mastery "
+                                         f"({mastery:.2f}) of what it teaches"))
+        if x["freshness"] >= 0.5:
+            add("freshness", Reason(code="new_course", text="Recently added to the catalogue"))
+        reasons = [reason for _, reason in sorted(found, key=lambda item: -item[0])]
+        if arm is not None:
+            reasons.insert(0, Reason(code="exploration", text=f"Something different to try (exploring: {arm})"))
+        return reasons

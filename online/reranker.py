@@ -1,0 +1,105 @@
+"""The online re-ranker: river's logistic regression over a candidate's features.
+
+It scores how likely a learner is to take up a candidate next, from features such as content
+similarity, what others learned next, popularity, prerequisites and level (see
+``online.recommender.FEATURES``). It learns online from what learners do after a
+recommendation: the course a learner takes up next is a positive, the courses they were shown
+and left are negatives.
+
+A new model starts from prior weights (a hand-set ranking: similarity and collaborative score
+first), so the first lists are sensible; learning moves the weights from there. The weights
+live in a mapping the caller provides (JSON-friendly, one entry), so a stream processor's table
+can back it and the model recovers with it.
+
+>>> from online.reranker import Reranker
+>>> reranker = Reranker(prior={"similarity": 2.0, "popularity": 0.0}, intercept=-1.0)
+>>> liked, ignored = {"similarity": 0.2, "popularity": 1.0}, {"similarity": 0.9, "popularity": 0.0}
+>>> reranker.predict_one(liked) < reranker.predict_one(ignored)
+True
+>>> for _ in range(200):  # learners keep taking up the popular course over the similar one
+...     reranker.learn_one(liked, True)
+...     reranker.learn_one(ignored, False)
+>>> reranker.predict_one(liked) > reranker.predict_one(ignored)
+True
+>>> Reranker(table=reranker.table).predict_one(liked) == reranker.predict_one(liked)  # restored
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from river import base, linear_model, optim
+
+#: The key of the model's entry in its table.
+KEY = "reranker"
+
+
+class Reranker(base.Classifier):
+    """Logistic regression (river), started from ``prior`` weights, kept in ``table``.
+
+    Parameters
+    ----------
+    prior, intercept
+        Weights of a model that has not learned yet.
+    learning_rate
+        SGD step; small, because every learner event brings one positive and up to ``k``
+        negatives.
+    table
+        Where the weights live (``{KEY: {"w": weights, "b": intercept, "n": updates}}``).
+    """
+
+    def __init__(
+        self,
+        prior: Mapping[str, float] | None = None,
+        intercept: float = 0.0,
+        learning_rate: float = 0.02,
+        table: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        self.prior = dict(prior or {})
+        self.intercept = intercept
+        self.learning_rate = learning_rate
+        self.table: MutableMapping[str, Any] = {} if table is None else table
+        self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), intercept_lr=learning_rate)
+        self._loaded_updates = -1
+
+    @property
+    def updates(self) -> int:
+        """How many examples the model has learned from."""
+        entry = self.table.get(KEY)
+        return 0 if entry is None else int(entry["n"])
+
+    def weights(self) -> dict[str, float]:
+        """The current weight of each feature."""
+        return dict(self._load()._weights)
+
+    def _load(self) -> linear_model.LogisticRegression:
+        # the table is the truth (another instance, or recovery, may have written it)
+        entry = self.table.get(KEY) or {"w": self.prior, "b": self.intercept, "n": 0}
+        if entry["n"] != self._loaded_updates:
+            for name, weight in entry["w"].items():
+                self._model._weights[name] = float(weight)
+            self._model.intercept = float(entry["b"])
+            self._loaded_updates = entry["n"]
+        return self._model
+
+    def predict_proba_one(self, x: Mapping[str, float], **kwargs: Any) -> dict[bool, float]:
+        """``{True: p, False: 1 - p}``: p that the learner takes up the candidate next."""
+        return self._load().predict_proba_one(dict(x))
+
+    def predict_one(self, x: Mapping[str, float], **kwargs: Any) -> float:  # type: ignore[override]
+        """The ranking score: the probability of a take-up (ranking needs the number, not the class)."""
+        return self.predict_proba_one(x)[True]
+
+    def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
+        """Learn that a candidate with features ``x`` was (``y``) or was not taken up."""
+        model = self._load()
+        model.learn_one(dict(x), y, w=w)
+        updates = self._loaded_updates + 1
+        self.table[KEY] = {
+            "w": {name: float(weight) for name, weight in dict(model._weights).items()},
+            "b": float(model.intercept),
+            "n": updates,
+        }
+        self._loaded_updates = updates

@@ -1,0 +1,113 @@
+"""What others learned next: an online item-to-item collaborative model of course transitions.
+
+When a learner takes up a course for the first time, each of the courses they engaged with
+just before it gets one more decayed count towards it (the latest most: weights 1, 1/2,
+1/4). The model then scores a course for a learner by how often learners with the same recent
+path went on to it: ``P(next = c | recent) ~ sum_r w_r * count(r -> c) / count(r -> *)``.
+
+Why this rather than matrix factorisation
+------------------------------------------
+This is the collaborative part of the learner model, in the sense "what others like them
+learned next": learners are alike when their recent paths are. Implicit-feedback MF
+(river's ``FunkMF``, ISGD) also learns online, and the evaluation runs both as baselines,
+but for a stream processor this model fits better: an update touches one row per
+recent course and no learner factors (the profile's 2 KB go to interest and knowledge);
+rows are per course, so a partition's state recovers exactly from its changelog; a new
+course needs no factors to warm up; it is directional (order matters in a curriculum, and
+co-occurrence or MF ignore it); and the rows give candidates directly (the successors of the
+learner's recent courses) where MF would need a scan of every item's factors.
+
+Rows keep at most ``max_successors`` successors (the weakest go), so state is bounded per
+course; counts are halved every ``half_life_days`` of event time so the model follows a
+cohort as it moves on.
+
+>>> from online.transitions import NextCourse
+>>> model = NextCourse()
+>>> for learner in range(3):
+...     model.learn_one(["intro"], "loops", time=0.0)
+>>> model.learn_one(["intro"], "history", time=0.0)
+>>> model.learn_one(["intro", "loops"], "recursion", time=0.0)
+>>> round(model.predict_one(["intro"], "loops"), 2)
+0.67
+>>> [course for course, _ in model.successors(["intro", "loops"], n=2)]
+['recursion', 'loops']
+>>> model.predict_one(["unknown"], "loops")
+0.0
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+from river import base
+
+SECONDS_PER_DAY = 86_400.0
+#: Weight of the most recent courses a take-up is credited to, latest first.
+RECENT_WEIGHTS = (1.0, 0.5, 0.25)
+
+
+class NextCourse(base.Estimator):
+    """Decayed counts of which course learners take up after which.
+
+    Parameters
+    ----------
+    half_life_days
+        How fast old transitions fade.
+    max_successors
+        Successors kept per course; the weakest are forgotten.
+    table
+        Where the state lives: course id -> ``[time, total, {successor: count}]``,
+        JSON-friendly; a dict by default. Rows are re-assigned on every update.
+    """
+
+    def __init__(
+        self,
+        half_life_days: float = 14.0,
+        max_successors: int = 32,
+        table: MutableMapping[str, list[Any]] | None = None,
+    ) -> None:
+        self.half_life_days = half_life_days
+        self.max_successors = max_successors
+        self.table: MutableMapping[str, list[Any]] = {} if table is None else table
+
+    def learn_one(self, recent: Sequence[str], course_id: str, time: float) -> None:
+        """A learner whose latest courses are ``recent`` (oldest first) took up ``course_id``."""
+        for weight, previous in zip(RECENT_WEIGHTS, reversed(recent)):
+            if previous != course_id:
+                self._count(previous, course_id, time, weight)
+
+    def _count(self, previous: str, course_id: str, time: float, weight: float) -> None:
+        then, total, successors = self.table.get(previous) or (time, 0.0, {})
+        if time > then:
+            fade = 0.5 ** ((time - then) / (self.half_life_days * SECONDS_PER_DAY))
+            total, successors, then = total * fade, {c: n * fade for c, n in successors.items()}, time
+        else:  # late: the transition counts as decayed to the row's time
+            weight *= 0.5 ** ((then - time) / (self.half_life_days * SECONDS_PER_DAY))
+        successors = {**successors, course_id: successors.get(course_id, 0.0) + weight}
+        if len(successors) > self.max_successors:
+            successors = dict(heapq.nlargest(self.max_successors, successors.items(), key=lambda item: item[1]))
+        self.table[previous] = [then, total + weight, successors]
+
+    def scores(self, recent: Sequence[str]) -> dict[str, float]:
+        """:meth:`predict_one` of every course that followed the ``recent`` courses."""
+        scores: dict[str, float] = {}
+        norm = 0.0
+        for weight, previous in zip(RECENT_WEIGHTS, reversed(recent)):
+            row = self.table.get(previous)
+            norm += weight
+            if row is None or not row[1]:
+                continue
+            _, total, successors = row
+            for course_id, count in successors.items():
+                scores[course_id] = scores.get(course_id, 0.0) + weight * count / total
+        return {course_id: score / norm for course_id, score in scores.items()}
+
+    def predict_one(self, recent: Sequence[str], course_id: str) -> float:
+        """How likely learners with these ``recent`` courses went on to ``course_id``, in [0, 1]."""
+        return self.scores(recent).get(course_id, 0.0)
+
+    def successors(self, recent: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """The ``n`` courses learners most often took up after these ``recent`` courses."""
+        return heapq.nlargest(n, self.scores(recent).items(), key=lambda item: (item[1], item[0]))
