@@ -25,6 +25,8 @@ Decay is applied lazily, on read and write, so a course nobody touches costs not
 1.5
 >>> popular.top(2, time=14 * DAY, context="programming")
 [('python', 0.75), ('rust', 0.5)]
+>>> popular.latest("programming") / DAY
+7.0
 >>> popular.predict_one("never taken", time=0.0)
 0.0
 """
@@ -83,7 +85,12 @@ class DecayedPopularity(base.Estimator):
         score, then = self.table.get(f"c:{course_id}") or (0.0, time)
         return self._decayed(score, then, time)
 
+    def latest(self, context: str) -> float | None:
+        """When a course of ``context`` was last taken up (None: never)."""
+        return max((then for _, _, then in self.table.get(f"t:{context}", [])), default=None)
+
     def top(self, n: int, time: float, context: str) -> list[tuple[str, float]]:
         """The ``n`` most popular courses of ``context`` at ``time``, most popular first."""
-        decayed = [(course_id, self._decayed(score, then, time)) for course_id, score, then in self.table.get(f"t:{context}", [])]
+        entries = self.table.get(f"t:{context}", [])
+        decayed = [(course_id, self._decayed(score, then, time)) for course_id, score, then in entries]
         return sorted(decayed, key=lambda item: (-item[1], item[0]))[:n]

@@ -50,6 +50,7 @@ from online.difficulty import sigmoid
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.policies import assign
+from online.popularity import DecayedPopularity
 from online.recommender import Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
@@ -359,15 +360,13 @@ async def update_profiles(stream: faust.StreamT) -> None:
                 if stored
                 else LearnerProfile(half_life_days=settings.interest_half_life_days)
             )
-            changed = False
             using = settings.ranking_vector
             if course_index.model_version and profile.vector_version != course_index.model_version:
                 points = await course_index.points(profile.recent)
                 profile.rebase([points[c].vectors[using] for c in profile.recent if c in points], course_index.model_version)
-                changed = True
             course = (await course_index.points([learner_event.course_id])).get(learner_event.course_id)
             engine = recommender(message.partition)
-            changed |= engine.learn_one(
+            engine.learn_one(
                 profile,
                 learner_event,
                 course.vectors[using] if course else None,
@@ -375,8 +374,9 @@ async def update_profiles(stream: faust.StreamT) -> None:
                 offset=message.offset,
                 shown=last_shown(message.key),
             )
-            if changed:
-                profiles[message.key] = profile.to_bytes()
+            # Written even when the event was redelivered and skipped: after a crash the local
+            # store can be ahead of the changelog (rows written, not yet sent), and this sends them.
+            profiles[message.key] = profile.to_bytes()
             policy = assign(learner_event.user_id, settings.policies)
             now = learner_event.event_time.timestamp()
             recommendation = Recommendation(
@@ -514,5 +514,30 @@ async def learning_path(profile: LearnerProfile, goal: str) -> list[dict[str, ob
     return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, _Taken(profile))]
 
 
+async def cold_start(user_id: str, context: str) -> dict[str, object]:
+    """Before a learner's first event: what learners take up in ``context``, as this worker has
+    seen it (the most recently active of its partitions' lists for that context).
+
+    The lists are found by a scan of the local ``learned`` rows: outside a stream event, a
+    keyed read of Faust's RocksDB store was seen to miss rows that the scan finds.
+    """
+    suffix = f":popularity:t:{context}"
+    lists = [top for key, top in learned.items() if key.endswith(suffix)]
+    top = max(lists, key=lambda entries: max(then for _, _, then in entries), default=[])
+    state = {f"t:{context}": top, **{f"c:{course_id}": [score, then] for course_id, score, then in top}}
+    engine = Recommender(popularity=DecayedPopularity(table=state), explore_share=settings.explore_share)
+    profile, policy = LearnerProfile(context=context), assign(user_id, settings.policies)
+    now = engine.popularity.latest(context) or time.time()  # event time: a replayed history is not old news
+    items = await recommend(engine, profile, policy, now, user_id)
+    return {
+        "user_id": user_id,
+        "generated_at": utcnow().isoformat(),
+        "cold_start": True,
+        "items": [item.model_dump(mode="json") for item in items],
+        "policy": policy,
+        "model_version": course_index.model_version or "none",
+    }
+
+
 if settings.web_enabled:
-    serve_asgi(app, create_api(app, profiles, latest_recommendations, describe_profile, learning_path))
+    serve_asgi(app, create_api(app, profiles, latest_recommendations, describe_profile, learning_path, cold_start))

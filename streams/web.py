@@ -3,7 +3,9 @@
 - ``GET /healthz``: liveness (the event loop answers).
 - ``GET /readyz``: 200 once tables are recovered and no rebalance is under way, else 503.
 - ``GET /metrics``: Prometheus text.
-- ``GET /recommendations/{user_id}``: the latest list published for the learner.
+- ``GET /recommendations/{user_id}``: the latest list published for the learner; for a
+  learner with none yet, ``?context=PART_OF`` gives what is popular in that context (a
+  module, a programme) as the answering worker has seen it: cold start.
 - ``GET /profiles/{user_id}``: a readable summary of the learner's profile.
 - ``GET /paths/{user_id}/{goal}``: the courses to take, in order, to reach ``goal``.
 
@@ -42,8 +44,10 @@ def create_api(
     latest: faust.types.TableT,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
     learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
+    cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
 ) -> FastAPI:
-    """The API of one worker; the callables summarise a profile and plan a path from it."""
+    """The API of one worker; the callables summarise a profile, plan a path from it, and
+    recommend to a learner with no profile yet in a given context."""
     http = httpx.AsyncClient(timeout=5.0)
 
     @asynccontextmanager
@@ -64,7 +68,8 @@ def create_api(
             return value
         if request.headers.get(FORWARDED):  # the owner moved while the request was in flight
             raise HTTPException(503, "partition ownership is changing; retry")
-        answer = await http.get(str(owner.with_path(request.url.path)), headers={FORWARDED: "1"})
+        url = owner.with_path(request.url.path).with_query(request.url.query)
+        answer = await http.get(str(url), headers={FORWARDED: "1"})
         return Response(answer.content, answer.status_code, media_type="application/json")
 
     @api.get("/healthz")
@@ -85,8 +90,15 @@ def create_api(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/recommendations/{user_id}")
-    async def recommendations(user_id: str, request: Request) -> Response:
-        found = await owned_or_forwarded(latest, user_id, request)
+    async def recommendations(user_id: str, request: Request, context: str | None = None) -> Response:
+        try:
+            found = await owned_or_forwarded(latest, user_id, request)
+        except HTTPException as error:
+            if error.status_code != 404 or context is None:
+                raise
+            found = Response(status_code=404)
+        if context is not None and isinstance(found, Response) and found.status_code == 404:
+            return JSONResponse(await cold_start(user_id, context))
         return found if isinstance(found, Response) else Response(found, media_type="application/json")
 
     @api.get("/profiles/{user_id}")

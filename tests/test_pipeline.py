@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -120,6 +121,22 @@ def test_learner_events_come_out_as_recommendations(running, catalogue) -> None:
         nonempty += bool(ids)
     assert nonempty >= 0.9 * len(events)
     assert {rec.policy for rec in recs} == set(POLICIES)
+
+
+def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running, catalogue) -> None:
+    pipeline, worker = running
+    events = [e for e in sample_events(400)]
+    pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+    url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
+    taken = Counter(e.course_id for e in events if e.kind == "click")
+    answer = httpx.get(f"{url}/recommendations/newcomer", params={"context": catalogue[0].part_of}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    cold = answer.json()
+    assert cold["cold_start"] and len(cold["items"]) == pipeline.settings.recommendations_k
+    exploited = [item for item in cold["items"] if not item["explore"]]
+    assert exploited[0]["reasons"][0]["code"] == "popular_now"
+    assert exploited[0]["course_id"] in {course for course, _ in taken.most_common(20)}
+    assert httpx.get(f"{url}/recommendations/newcomer", timeout=30).status_code == 404  # no context: nothing to go on
 
 
 BAD_MESSAGES = {
