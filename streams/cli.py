@@ -82,33 +82,50 @@ def replay(
     courses: Annotated[Optional[Path], typer.Option(help="A JSON Lines file of course content to send first.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Events per second.")] = None,
     speed: Annotated[Optional[float], typer.Option(help="Times real time (event-time gaps / speed).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and validate the whole log, send nothing, print a report.")
+    ] = False,
+    json_report: Annotated[bool, typer.Option("--json", help="With --dry-run: print the report as JSON.")] = False,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(help="The checkpoint file (default: one per source and topic in COURSESTREAM_DATA_DIR/replay)."),
+    ] = None,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Ignore the checkpoint: send the whole log again.")
+    ] = False,
 ) -> None:
-    """Produce a historical log of learner events into the input topics, in event-time order."""
+    """Produce a historical log of learner events into the input topics, in event-time order.
+
+    Resumable: run the same command again after an interruption and it continues after the last
+    event the broker acknowledged (Ctrl-C and SIGTERM save that first; exit code 128 + signal).
+    """
     from online.events import parse_course_content
-    from online.sources import InvalidRow, open_log
-    from streams.replay import publish_courses, replay_events
+    from online.sources import READERS, detect_format, open_log
+    from streams.replay import publish_courses, replay_log, validate
     from streams.settings import Settings
     from streams.topics import ensure_topics
 
+    try:
+        chosen = format or detect_format(source)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="SOURCE") from None
+    if chosen not in READERS:
+        raise typer.BadParameter(f"unknown format {chosen!r}; give one of {', '.join(READERS)}",
+                                 param_hint="--format")
+    if json_report and not dry_run:
+        raise typer.BadParameter("--json goes with --dry-run", param_hint="--json")
+    if dry_run:
+        report = validate(open_log(source, chosen), str(source), chosen, progress=not json_report)
+        typer.echo(report.to_json() if json_report else report.text())
+        return
     settings = Settings()
     ensure_topics(settings)
     if courses:
         with courses.open("rb") as lines:
             sent = asyncio.run(publish_courses(settings, (parse_course_content(line) for line in lines if line.strip())))
         typer.echo(f"sent {sent} courses")
-    invalid: list[InvalidRow] = []
-
-    def valid_events():  # type: ignore[no-untyped-def]
-        for result in open_log(source, format):
-            if isinstance(result, InvalidRow):
-                invalid.append(result)
-            else:
-                yield result
-
-    sent = asyncio.run(replay_events(settings, valid_events(), rate=rate, speed=speed))
-    typer.echo(f"sent {sent} learner events; skipped {len(invalid)} invalid rows")
-    for row in invalid[:10]:
-        typer.echo(f"  {row}", err=True)
+    raise typer.Exit(asyncio.run(replay_log(settings, source, chosen, rate=rate, speed=speed,
+                                            checkpoint_path=checkpoint, from_start=from_start)))
 
 
 @cli.command()

@@ -109,6 +109,42 @@ def test_oulad_clicks_match_the_raw_file(aaa_2013j, raw_clicks, oulad):
     assert event.event_time == datetime(2013, 10, 1, tzinfo=timezone.utc) - timedelta(days=10)
 
 
+def test_oulad_rows_map_to_events_as_documented(aaa_2013j, raw_clicks, oulad):
+    """Every field of every click and score, from the raw rows; and the documented order within a day."""
+    raw, _ = raw_clicks
+    start = presentation_start("2013J")
+    activity = {r["id_site"]: r["activity_type"] for r in raw_rows(oulad / "vle.csv")}
+    events = split(aaa_2013j)[0]
+    clicks = Counter(
+        (e.user_id, e.course_id, e.action, e.event_time, e.count, e.item_id) for e in events if e.kind == "click"
+    )
+    assert clicks == Counter(
+        (
+            f"oulad:{r['id_student']}",
+            f"oulad:AAA-2013J:vle:{r['id_site']}",
+            activity[r["id_site"]],
+            start + timedelta(days=int(r["date"])),
+            int(r["sum_click"]),
+            None,
+        )
+        for r in raw
+    )
+    submitted = {
+        (f"oulad:{r['id_student']}", r["id_assessment"]): start + timedelta(days=int(r["date_submitted"]))
+        for r in raw_rows(oulad / "studentAssessment_partial.csv")
+    }
+    scores = [e for e in events if e.kind == "quiz"]
+    assert all(e.event_time == submitted[e.user_id, e.quiz_id] for e in scores)
+
+    # Day, then learner, clicks before scores, then resource or assessment id, then repeat.
+    def documented_order(event):
+        repeat = int(event.event_id.split("#")[1]) if "#" in event.event_id else 1
+        item = event.course_id.rsplit(":", 1)[1]
+        return (event.event_time, int(event.user_id.removeprefix("oulad:")), event.kind == "quiz", int(item), repeat)
+
+    assert all(documented_order(a) < documented_order(b) for a, b in zip(events, events[1:]))
+
+
 def test_oulad_scores_match_the_raw_file(aaa_2013j, oulad):
     presentation_of = {
         r["id_assessment"]: (r["code_module"], r["code_presentation"])
@@ -263,8 +299,52 @@ def test_ednet_kt4_maps_as_documented(kt4, ednet):
     assert quiz.skill_tags == [f"ednet:tag:{t}" for t in question["tags"].split(";")]
 
 
+def test_ednet_kt4_videos_and_answers_as_documented(kt4, ednet):
+    """Video stretches from play to pause/quit, and attempts counted per learner and question."""
+    events = split(kt4)[0]
+    lectures = {r["lecture_id"]: r for r in raw_rows(ednet / "contents" / "lectures.csv")}
+    expected_watched = {}
+    for path in sorted((ednet / "KT4").glob("u*.csv")):
+        playing: dict[str, int] = {}
+        for row in raw_rows(path):  # the files are in time order
+            action, item, timestamp = row["action_type"], row["item_id"], int(row["timestamp"])
+            if action == "play_video":
+                playing.setdefault(item, timestamp)
+            elif action in ("pause_video", "quit") and item in playing:
+                started = playing.pop(item)
+                if lectures[item]["part"] != "-1" and int(lectures[item]["video_length"]) > 0:
+                    event_id = f"ednet:kt4:{path.stem}:{timestamp}:{action}:{item}"
+                    expected_watched[event_id] = (timestamp - started) / 1000
+    videos = {e.event_id: e for e in events if e.kind == "video"}
+    assert {key: e.watched_seconds for key, e in videos.items()} == expected_watched
+    assert all(e.playback_rate == 1 and 0 <= e.position_seconds <= e.video_length_seconds for e in videos.values())
+
+    timestamp_of = {e.event_id: int(e.event_id.split(":")[3]) for e in events}
+    assert all(e.event_time == datetime.fromtimestamp(timestamp_of[e.event_id] / 1000, timezone.utc) for e in events)
+    attempts: dict[tuple[str, str], list[int]] = {}
+    for quiz in (e for e in events if e.kind == "quiz"):
+        attempts.setdefault((quiz.user_id, quiz.question_id), []).append(quiz.attempt)
+    assert all(numbers == list(range(1, len(numbers) + 1)) for numbers in attempts.values())
+    assert max(len(numbers) for numbers in attempts.values()) > 1
+
+
 def test_ednet_kt4_is_deterministic(kt4, ednet):
     assert list(read_ednet_kt4(ednet / "KT4")) == kt4
+
+
+@pytest.mark.parametrize("source", ["oulad sample", "ednet-kt1"])
+def test_reading_twice_gives_identical_ids(source, shared_data):
+    """Event ids come from the rows: two reads give the same ids in the same order (KT4: above)."""
+    def read() -> list[str]:
+        if source == "oulad sample":
+            results = read_oulad(SAMPLE)
+        else:
+            results = read_ednet_kt1(shared_data / "ednet" / "KT1", max_learners=4)
+        return [r.event_id for r in results if not isinstance(r, InvalidRow)]
+
+    first = read()
+    assert len(first) > 5_000 and len(set(first)) == len(first)
+    assert read() == first
 
 
 def test_ednet_kt1_answers(ednet):
