@@ -90,6 +90,8 @@ class LearnerProfile:
     knowledge: KnowledgeState = field(default_factory=KnowledgeState)
     #: Where the learner is now: the ``part_of`` (module, programme) of their latest course.
     context: str | None = None
+    #: The language of the learner's latest course: candidates are searched in it.
+    language: str | None = None
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
@@ -113,13 +115,14 @@ class LearnerProfile:
         offset: int | None = None,
         mastery: MasteryModel | None = None,
         context: str | None = None,
+        language: str | None = None,
     ) -> bool:
         """Apply one event; returns False (and changes nothing) if it was already applied.
 
         ``course_vector`` is the engaged course's vector, or None when the course is not
         indexed yet: the event still counts (taken, watermark) but moves no interest.
         ``mastery`` learns from quiz answers into this profile's knowledge state; ``context``
-        is the course's ``part_of``, if known.
+        and ``language`` are the course's ``part_of`` and ``language``, if known.
         """
         if self.seen(event.event_id, offset):
             return False
@@ -134,6 +137,7 @@ class LearnerProfile:
             self.recent.remove(event.course_id)
         self.recent = [*self.recent[-(RECENT_COURSES - 1) :], event.course_id]
         self.context = context or self.context
+        self.language = language or self.language
         if course_vector is not None:
             self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
         if mastery is not None and isinstance(event, QuizEvent):
@@ -177,7 +181,7 @@ class LearnerProfile:
             "i": interest, "q": scale, "w": self.weight, "t": self.latest_time, "r": self.recent,
             "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
             "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
-            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context,
+            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context, "g": self.language,
         }
 
     def to_bytes(self) -> bytes:
@@ -205,4 +209,5 @@ class LearnerProfile:
             vector_version=s["v"],
             knowledge=KnowledgeState.from_dict(s["k"]),
             context=s.get("x"),
+            language=s.get("g"),
         )

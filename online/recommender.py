@@ -202,7 +202,10 @@ class Recommender:
                     self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
             self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
-        return profile.learn_one(event, vector, offset=offset, mastery=self.mastery, context=payload.get("part_of"))
+        return profile.learn_one(
+            event, vector, offset=offset, mastery=self.mastery,
+            context=payload.get("part_of"), language=payload.get("language"),
+        )
 
     def candidate_ids(self, profile: LearnerProfile, k: int, time: float) -> list[str]:
         """Courses to rank besides those nearest the learner's interest: what others took next

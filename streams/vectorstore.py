@@ -321,9 +321,12 @@ def candidates_for(
     The nearest come ``POOL * limit`` more than the courses the learner took: the most recent
     are excluded by the query, older ones (known only to the profile's Bloom filter) by the
     ranking, which also drops courses the learner is not ready for. Only vectors of
-    ``model_version`` answer, when it is given.
+    ``model_version`` answer, when it is given, and only courses in the learner's language,
+    once it is known.
     """
     match = {"model_version": model_version} if model_version else {}
+    if profile.language:
+        match["language"] = profile.language
     sources = []
     if profile.interest is not None:
         sources.append(Source(POOL * limit + min(profile.taken_count, MAX_OVERFETCH), match))

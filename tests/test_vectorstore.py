@@ -10,7 +10,8 @@ import pytest
 from encoders.text import TextEncoder
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, Source, VectorStore
+from online.profile import LearnerProfile
+from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, Source, VectorStore, candidates_for
 
 pytestmark = pytest.mark.model
 
@@ -81,6 +82,15 @@ def test_sources_are_fused_in_one_query(store: VectorStore, points: list[CourseP
         assert hit.similarity == pytest.approx(float(hit.vector @ query), abs=1e-4)
     cold = store.query(None, "text", [Source(2, ids=wanted)])
     assert sorted(h.course_id for h in cold) == sorted(wanted) and all(h.similarity == 0.0 for h in cold)
+
+
+def test_candidates_are_in_the_learners_language(store: VectorStore, points: list[CoursePoint]) -> None:
+    store.ensure_collection({"text": 384})
+    store.upsert(points)
+    profile = LearnerProfile(interest=points[4].vectors["text"], recent=[points[4].course_id], language="fr")
+    found = candidates_for(store, profile, "text", 10, ids=[points[1].course_id, points[3].course_id])
+    assert found and all(c.payload["language"] == "fr" for c in found)
+    assert points[1].course_id not in {c.course_id for c in found}  # "en": even when asked for by id
 
 
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
