@@ -78,7 +78,7 @@ import numpy as np
 from online.diversity import mmr
 from online.events import ClickEvent, QuizEvent, Reason, RecommendedItem, VideoEvent
 from online.exploration import ThompsonExplorer
-from online.difficulty import sigmoid
+from online.difficulty import QuestionDifficulty, sigmoid
 from online.mastery import KnowledgeState, MasteryModel
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
@@ -163,8 +163,6 @@ class Recommender:
     @classmethod
     def over(cls, tables: Callable[[str], MutableMapping[str, Any]], explore_share: float = 0.1) -> Recommender:
         """A recommender whose models keep their state in ``tables(name)``: a stream processor's tables."""
-        from online.difficulty import QuestionDifficulty
-
         return cls(
             popularity=DecayedPopularity(table=tables("popularity")),
             transitions=NextCourse(table=tables("transitions")),

@@ -306,16 +306,21 @@ def test_an_interrupted_replay_resumes_without_duplicates(broker, tmp_path: Path
     assert_keyed_in_per_learner_order(received, events)
 
 
-@pytest.mark.broker
-def test_sigterm_stops_a_replay_that_the_same_command_resumes(broker, tmp_path: Path) -> None:
+def replay_under_way(broker, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A CLI replay of 3,000 real events at 1,000/s that has written its first checkpoint."""
     env = broker_env(broker, tmp_path)
     events = list(sample_events(3000))
     log, checkpoint = tmp_path / "slice.jsonl", tmp_path / "replay.json"
     write_log(events, log)
     command = ["replay", str(log), "--rate", "1000", "--checkpoint", str(checkpoint)]
-
     first = start_coursestream(env, *command)
     wait_for_checkpoint(first, checkpoint)
+    return env, events, log, checkpoint, command, first
+
+
+@pytest.mark.broker
+def test_sigterm_stops_a_replay_that_the_same_command_resumes(broker, tmp_path: Path) -> None:
+    env, events, log, checkpoint, command, first = replay_under_way(broker, tmp_path)
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 128 + signal.SIGTERM, err
@@ -340,14 +345,7 @@ def test_sigterm_stops_a_replay_that_the_same_command_resumes(broker, tmp_path: 
 @pytest.mark.broker
 def test_after_sigkill_only_events_after_the_checkpoint_are_sent_twice(broker, tmp_path: Path) -> None:
     """The documented at-least-once edge: no event lost, the duplicates all after the checkpoint."""
-    env = broker_env(broker, tmp_path)
-    events = list(sample_events(3000))
-    log, checkpoint = tmp_path / "slice.jsonl", tmp_path / "replay.json"
-    write_log(events, log)
-    command = ["replay", str(log), "--rate", "1000", "--checkpoint", str(checkpoint)]
-
-    first = start_coursestream(env, *command)
-    wait_for_checkpoint(first, checkpoint)
+    env, events, log, checkpoint, command, first = replay_under_way(broker, tmp_path)
     first.kill()
     first.communicate(timeout=60)
     acknowledged = json.loads(checkpoint.read_text())["acknowledged"]
