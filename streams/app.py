@@ -75,6 +75,7 @@ app = faust.App(
     broker=settings.broker_urls(),
     broker_credentials=settings.broker_credentials(),
     store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
+    datadir=settings.data_dir / "faust",
     tabledir=settings.data_dir / "tables",
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
