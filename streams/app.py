@@ -32,6 +32,7 @@ from faust.types import EventT, Message
 from mode.utils.collections import LRUCache
 from pydantic import ValidationError
 
+from online.difficulty import sigmoid
 from online.events import (
     CourseContent,
     CourseIndexed,
@@ -46,16 +47,23 @@ from online.events import (
     utcnow,
     validation_reason,
 )
-from online.difficulty import sigmoid
-from online.prerequisites import PrerequisiteGraph
-from online.profile import LearnerProfile
 from online.policies import assign
 from online.popularity import DecayedPopularity
+from online.prerequisites import PrerequisiteGraph
+from online.profile import LearnerProfile
 from online.recommender import Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
+from streams.faust_fixes import apply_faust_fixes
+from streams.replica import CatalogueReplica, point_to_bytes
 from streams.settings import Settings
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore, candidates_for
+from streams.vectorstore import (
+    CoursePoint,
+    EdgeVectorStore,
+    QdrantClientVectorStore,
+    VectorStore,
+    candidates_for,
+)
 from streams.web import create_api
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,7 @@ MODEL_VERSION_POLL_S = 30.0
 WIDER = 5
 
 settings = Settings()
+apply_faust_fixes()
 if settings.kafka_embedded:
     from streams.embedded_broker import apply_tansu_workarounds
 
@@ -101,6 +110,7 @@ recommendations = _raw_topic(settings.topic_recommendations)
 dead_letters = _raw_topic(settings.topic_dead_letter)
 course_indexed = _raw_topic(settings.topic_course_indexed)
 content_retry = _raw_topic(settings.topic_content_retry)
+course_vectors = _raw_topic(settings.topic_course_vectors)
 
 #: user id (bytes) -> LearnerProfile.to_bytes()
 profiles = app.Table("profiles", key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -167,7 +177,6 @@ class CourseIndex(mode.Service):
         super().__init__(**kwargs)
         self.config = config
         self.model_version: str | None = None
-        self._dims: dict[str, int] | None = None
         self._graph: tuple[float, PrerequisiteGraph] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vector-store")
         self._store: VectorStore | None = None
@@ -203,7 +212,7 @@ class CourseIndex(mode.Service):
     async def refresh_model_version(self) -> None:
         """Ask the encoder service which models it runs (raises EncoderUnavailable if it is down)."""
         info = await self.encoder.info()
-        self.model_version, self._dims = info["model_version"], info["vectors"]
+        self.model_version = info["model_version"]
 
     async def points(self, course_ids: Sequence[str]) -> dict[str, CoursePoint]:
         """Those courses that are indexed with the current model: ranking vector and payload."""
@@ -254,7 +263,7 @@ class CourseIndex(mode.Service):
             metrics.encoder_calls.labels(type(error).__name__).inc()
             raise
         metrics.encoder_calls.labels("ok").inc()
-        if self._dims is None or result.model_version != self.model_version:
+        if result.model_version != self.model_version:
             await self.refresh_model_version()
         points = [
             CoursePoint(
@@ -273,7 +282,12 @@ class CourseIndex(mode.Service):
             )
             for content, embedding in zip(contents, result.embeddings, strict=True)
         ]
-        dims = self._dims
+        await self.upsert(points)
+        return points
+
+    async def upsert(self, points: Sequence[CoursePoint]) -> None:
+        """Write points (the collection sized from their vectors) and refresh the cache with them."""
+        dims = {name: len(vector) for name, vector in points[0].vectors.items()}
 
         def write(store: VectorStore) -> None:
             store.ensure_collection(dims)
@@ -283,7 +297,6 @@ class CourseIndex(mode.Service):
         now, using = time.monotonic(), self.config.ranking_vector
         for point in points:
             self._vectors[point.course_id] = (now, CoursePoint(point.course_id, {using: point.vectors[using]}, point.payload))
-        return points
 
     async def on_stop(self) -> None:
         await self.encoder.aclose()
@@ -293,6 +306,8 @@ class CourseIndex(mode.Service):
 
 
 course_index = app.add_dependency(CourseIndex(settings))  # stopped with the app
+#: With an embedded vector store, what other workers indexed reaches this one's store.
+replica = app.add_dependency(CatalogueReplica(settings, course_index.upsert)) if settings.embedded_vector_store() else None
 
 
 async def dead_letter(message: Message, reason: str, error_type: str) -> None:
@@ -344,6 +359,8 @@ def last_shown(user: bytes) -> list[RecommendedItem]:
 @app.agent(learner_events)
 async def update_profiles(stream: faust.StreamT) -> None:
     """Learner event -> profile (exactly once in effect) -> fresh recommendations."""
+    if replica is not None:
+        await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
     event: EventT
     async for event in stream.events():
         message = event.message
@@ -406,6 +423,8 @@ async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
     metrics.courses_indexed.inc(len(points))
     log.info("indexed %d courses", len(points))
     for point in points:
+        if replica is not None:
+            await course_vectors.send(key=point.course_id.encode(), value=point_to_bytes(point))
         notice = CourseIndexed(
             course_id=point.course_id,
             model_version=point.payload["model_version"],

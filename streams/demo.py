@@ -52,7 +52,7 @@ def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_i
         "COURSESTREAM_ENCODER_URL": encoder_url,
     }
     for topic in ("learner_events", "course_content", "recommendations", "dead_letter", "course_indexed",
-                  "content_retry"):
+                  "content_retry", "course_vectors"):
         env[f"COURSESTREAM_TOPIC_{topic.upper()}"] = f"{app_id}.{topic.replace('_', '-')}"
     return env
 

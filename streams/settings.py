@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     topic_content_retry: str = Field(
         "coursestream.course-content-retry", description="Content parked until the encoder can take it."
     )
+    topic_course_vectors: str = Field(
+        "coursestream.course-vectors",
+        description="Indexed course points (compacted), replicated to every worker's embedded vector store.",
+    )
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
 
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
         None, description="How other workers reach this one (default: http://web_host:web_port)."
     )
     log_format: Literal["text", "json"] = "text"
+
+    def embedded_vector_store(self) -> bool:
+        """True when the vector store lives in the worker process (each worker has its own)."""
+        return self.vector_store == "edge" or self.qdrant_url is None
 
     def canonical_url(self) -> str:
         host = socket.gethostname() if self.web_host == "0.0.0.0" else self.web_host

@@ -20,7 +20,13 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_dead_letter,
         settings.topic_course_indexed,
         settings.topic_content_retry,
+        settings.topic_course_vectors,
     ]
+
+
+def _configs(settings: Settings, name: str) -> dict[str, str]:
+    # Only the latest point of a course matters, however often it is re-indexed.
+    return {"cleanup.policy": "compact"} if name == settings.topic_course_vectors else {}
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -37,7 +43,7 @@ def ensure_topics(settings: Settings) -> None:
                     f"{settings.partitions}: profiles are co-partitioned with it, so the two must agree"
                 )
         missing = [
-            NewTopic(name, settings.partitions, settings.replication_factor)
+            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=_configs(settings, name))
             for name in topic_names(settings)
             if name not in existing
         ]

@@ -1,0 +1,206 @@
+"""Crash safety: a worker killed with SIGKILL at random moments loses nothing and counts nothing twice.
+
+Real OULAD learner events, with malformed messages mixed in, go through a real broker and a
+real worker. One run has no kills; the other kills the worker at random moments and restarts
+it. Afterwards every learner's profile equals the clean run's, every valid event has a
+recommendation naming it as trigger (a redelivered event may have two, which subscribers drop
+by trigger id), and every malformed message is on the dead-letter topic.
+
+CI runs 5,000 events and 3 kills from the sample that ships with the package. The long
+version reads AAA 2013J from ``../shared/data/oulad``::
+
+    CRASH_EVENTS=50000 CRASH_KILLS=10 .venv/bin/python -m pytest tests/test_crash.py -k sigkill -s
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from online.events import (
+    ClickEvent,
+    CourseContent,
+    QuizEvent,
+    Recommendation,
+    VideoEvent,
+)
+from online.profile import LearnerProfile
+from online.sources import InvalidRow, oulad_catalogue, read_oulad
+from streams.demo import SAMPLE, WorkerProcess, sample_events
+from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.settings import Settings
+from tests.conftest import SHARED_DATA
+from tests.kafka_io import consume, produce
+from tests.test_pipeline import Pipeline, new_pipeline
+
+pytestmark = [pytest.mark.broker, pytest.mark.model]
+
+EVENTS = int(os.environ.get("CRASH_EVENTS", "5000"))
+KILLS = int(os.environ.get("CRASH_KILLS", "3"))
+#: One message in this many is malformed.
+BAD_EVERY = 50
+LearnerEvent = ClickEvent | VideoEvent | QuizEvent
+
+
+def final_profiles(settings: Settings) -> dict[str, LearnerProfile]:
+    """The last value of every key on the profiles table's changelog topic."""
+    changelog = f"{settings.app_id}-profiles-changelog"
+    rows: dict[str, bytes] = {}
+
+    def keep(message: ConsumerRecord) -> None:
+        rows[message.key.decode()] = message.value
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             fetch_max_wait_ms=10)
+    partitions = [TopicPartition(changelog, p) for p in sorted(consumer.partitions_for_topic(changelog))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    end = consumer.end_offsets(partitions)
+    while any(consumer.position(tp) < end[tp] for tp in partitions):
+        for batch in consumer.poll(timeout_ms=200).values():
+            for message in batch:
+                keep(message)
+    consumer.close()
+    return {user: LearnerProfile.from_bytes(raw) for user, raw in rows.items()}
+
+
+def real_events() -> tuple[list[CourseContent], list[LearnerEvent]]:
+    """The shipped sample when it is big enough, else AAA 2013J from the shared OULAD files."""
+    if EVENTS <= 10_000:
+        return list(oulad_catalogue(SAMPLE)), list(sample_events(EVENTS))
+    folder = SHARED_DATA / "oulad"
+    if not folder.exists():
+        pytest.skip(f"{EVENTS} events need {folder}")
+    only = [("AAA", "2013J")]
+    events: list[LearnerEvent] = []
+    for row in read_oulad(folder, presentations=only):
+        if not isinstance(row, InvalidRow):
+            events.append(row)
+            if len(events) == EVENTS:
+                break
+    return list(oulad_catalogue(folder, presentations=only)), events
+
+
+def malformed(i: int) -> tuple[bytes, bytes]:
+    """A bad message, unique by ``i``, of one of the kinds the contract rejects."""
+    base = {"event_id": f"bad-{i}", "user_id": f"u-bad-{i % 7}", "course_id": "c", "event_time": "2024-05-01T10:00:00Z"}
+    kinds = [
+        f'{{"kind": "click", "event_id": "bad-{i}", '.encode(),
+        json.dumps({**base, "kind": "click", "action": "open", "count": "many"}).encode(),
+        json.dumps({**base, "kind": "quiz", "quiz_id": "q"}).encode(),
+        json.dumps({**base, "kind": "video", "video_id": "v", "watched_seconds": -5, "position_seconds": 1,
+                    "video_length_seconds": 60}).encode(),
+        json.dumps({**base, "kind": "purchase"}).encode(),
+    ]
+    return base["user_id"].encode(), kinds[i % len(kinds)]
+
+
+def mixed(events: list[LearnerEvent]) -> Iterator[tuple[bytes, bytes]]:
+    for i, event in enumerate(events):
+        if i % BAD_EVERY == BAD_EVERY - 1:
+            yield malformed(i)
+        yield event.user_id.encode(), event.model_dump_json().encode()
+
+
+def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[LearnerEvent], kills: int = 0,
+        workers: int = 1, seed: int = 7):
+    """Index, send everything, SIGKILL a worker ``kills`` times at random moments, wait for the end.
+
+    With one worker each kill restarts it on its own state; with more, a killed worker is gone
+    for good and the others take over its partitions. Returns the profiles on the changelog,
+    the recommendations, the dead letters and the malformed messages sent.
+    """
+    rng = random.Random(seed)
+    wanted = {e.event_id for e in events}
+    bad = [malformed(i)[1] for i in range(len(events)) if i % BAD_EVERY == BAD_EVERY - 1]
+    timeout_s = 300 + len(events) / 20
+    s = pipeline.settings
+    envs = [{**pipeline.env, "COURSESTREAM_WEB_PORT": str(free_port()),
+             "COURSESTREAM_DATA_DIR": str(pipeline.workdir / f"state{i}")} for i in range(workers)]
+    running = [WorkerProcess(env, pipeline.workdir / f"worker{i}.log").start() for i, env in enumerate(envs)]
+
+    def logs() -> str:
+        return "\n".join(worker.log()[-3000:] for worker in running)
+
+    try:
+        pipeline.index(catalogue, running[0])
+        if workers > 1:
+            time.sleep(3)  # what one worker indexed reaches the others' stores through course-vectors
+        produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
+        for at in sorted(rng.sample(range(len(events) // 10, len(events) * 9 // 10), kills)):
+            pipeline.recommendations(lambda r: len({x.trigger.event_id for x in r}) >= at, running[0], timeout_s)
+            time.sleep(rng.uniform(0, 0.5))  # anywhere in the next poll, commit or changelog flush
+            victim = running.pop(0)
+            victim.kill()
+            if not running:
+                running.append(WorkerProcess(victim.env, victim.log_path).start())
+        recs = consume(s.kafka_bootstrap_servers, s.topic_recommendations,
+                       lambda r: {x.trigger.event_id for x in r} >= wanted, timeout_s,
+                       decode=lambda m: Recommendation.model_validate_json(m.value), describe=logs)
+        letters = consume(s.kafka_bootstrap_servers, s.topic_dead_letter,
+                          lambda r: {base64.b64decode(x["value"]) for x in r} >= set(bad), timeout_s, describe=logs)
+    finally:
+        for worker in running:
+            worker.stop()
+    return final_profiles(s), recs, letters, bad
+
+
+def same_state(profile: LearnerProfile, reference: LearnerProfile) -> None:
+    assert profile.events == reference.events, "an event was lost or applied twice"
+    assert (profile.applied_offset, profile.recent, profile.recent_event_hashes) == (
+        reference.applied_offset, reference.recent, reference.recent_event_hashes)
+    assert (profile.taken, profile.taken_count) == (reference.taken, reference.taken_count)
+    assert profile.knowledge.to_dict() == reference.knowledge.to_dict()
+    assert profile.latest_time == reference.latest_time
+    assert np.allclose(profile.interest, reference.interest, atol=2e-3)
+    assert profile.weight == pytest.approx(reference.weight, rel=1e-4)
+
+
+def check(events: list[LearnerEvent], clean: dict[str, LearnerProfile], outcome, kills: int) -> None:
+    killed, recs, letters, bad = outcome
+    per_user: dict[str, int] = defaultdict(int)
+    for event in events:
+        per_user[event.user_id] += 1
+    assert set(clean) == set(killed) == set(per_user)
+    for user, profile in killed.items():
+        assert clean[user].events == per_user[user]
+        same_state(profile, clean[user])
+
+    triggers = [rec.trigger.event_id for rec in recs]
+    assert set(triggers) == {e.event_id for e in events}, "a recommendation for something that is not a valid event"
+    lettered = [base64.b64decode(letter["value"]) for letter in letters]
+    assert set(lettered) == set(bad), "a valid event was dead-lettered, or a malformed one is missing"
+    assert all(letter["reason"] for letter in letters)
+    print(json.dumps({"events": len(events), "kills": kills, "malformed": len(bad),
+                      "recommendations": len(recs), "redelivered_recommendations": len(triggers) - len(set(triggers)),
+                      "dead_letters": len(letters), "redelivered_dead_letters": len(lettered) - len(set(lettered))}))
+
+
+@pytest.mark.timeout(1200 + EVENTS // 10)
+def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(encoder_service, tmp_path) -> None:
+    catalogue, events = real_events()
+    assert len(events) == EVENTS and sum(e.kind == "quiz" for e in events) > 0
+    with EmbeddedBroker() as broker:
+        clean, *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events)
+        outcome = run(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, kills=KILLS)
+    check(events, clean, outcome, KILLS)
+
+
+@pytest.mark.timeout(1200)
+def test_two_workers_one_killed_the_other_takes_over_its_partitions(encoder_service, tmp_path) -> None:
+    catalogue, events = list(oulad_catalogue(SAMPLE)), list(sample_events(3000))
+    with EmbeddedBroker() as broker:
+        clean, *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean", partitions=4), catalogue, events)
+        outcome = run(new_pipeline(broker, encoder_service, tmp_path / "two", partitions=4), catalogue, events,
+                      kills=1, workers=2)
+    check(events, clean, outcome, 1)
