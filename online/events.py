@@ -308,9 +308,9 @@ class CourseIndexed(_Contract):
     indexed_at: datetime
 
 
-#: Bytes of a bad message's value (and key) a dead letter keeps: base64 of more would not fit the
-#: producer's 1 MB request limit, and a broker may hold larger messages than a producer can send.
-DEAD_LETTER_KEEPS_BYTES = 256 * 1024
+#: Bytes of a bad message's value (and key) a dead letter keeps: the key and base64 of both must
+#: fit the producer's 1 MB request limit, and a broker may hold larger messages than that.
+DEAD_LETTER_KEEPS_BYTES = 192 * 1024
 
 
 class DeadLetter(_Contract):

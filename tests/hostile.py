@@ -161,7 +161,8 @@ def _out_of_range(draw: st.DrawFn, event: dict, kind: str) -> Message:
         return _set(event, "count", draw(st.one_of(st.integers(max_value=0), st.integers(min_value=100_001))))
     if kind == "quiz":
         return draw(st.sampled_from([
-            _set(event, "score", draw(st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001, max_value=1e308)))),
+            _set(event, "score", draw(st.one_of(st.floats(max_value=-1e-9),
+                                                st.floats(min_value=1.000001, max_value=1e308)))),
             _set(event, "attempt", draw(st.one_of(st.integers(max_value=0), st.integers(min_value=1001)))),
             _set(event, "skill_tags", draw(st.lists(st.just("t"), min_size=65, max_size=100))),
             _set({k: v for k, v in event.items() if k not in ("score", "correct")}, "attempt", 1),  # no outcome
@@ -174,7 +175,8 @@ def _out_of_range(draw: st.DrawFn, event: dict, kind: str) -> Message:
                                                            st.floats(min_value=24 * 3600.0 + 1, max_value=1e308)))),
         _set(event, "position_seconds", length * 1.01 + 1),
         _set(event, "watched_seconds", length * 101 + 1),
-        _set(event, "playback_rate", draw(st.one_of(st.floats(max_value=0, min_value=-100), st.floats(min_value=16.01, max_value=1e300)))),
+        _set(event, "playback_rate", draw(st.one_of(st.floats(max_value=0, min_value=-100),
+                                                    st.floats(min_value=16.01, max_value=1e300)))),
     ]))
 
 
@@ -184,7 +186,9 @@ def _bad_time(draw: st.DrawFn, event: dict, kind: str) -> Message:
 
 def _unknown_kind(draw: st.DrawFn, event: dict, kind: str) -> Message:
     other = draw(st.one_of(st.text(max_size=10).filter(lambda k: k not in REQUIRED), st.none(), st.integers()))
-    return _set(event, "kind", other) if draw(st.booleans()) else (_key(event), _raw({k: v for k, v in event.items() if k != "kind"}))
+    if draw(st.booleans()):
+        return _set(event, "kind", other)
+    return _key(event), _raw({k: v for k, v in event.items() if k != "kind"})
 
 
 def _huge_string(draw: st.DrawFn, event: dict, kind: str) -> Message:

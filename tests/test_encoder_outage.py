@@ -16,11 +16,11 @@ import pytest
 from encoders.service import serve_in_background
 from encoders.settings import EncoderSettings
 from online.events import CourseIndexed, ParkedContent, Recommendation
-from tests.test_outages import message_count, metric, wait_for
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE, sample_events
 from streams.embedded_broker import free_port
 from tests.kafka_io import consume, produce
+from tests.test_outages import message_count, metric, wait_for
 from tests.test_pipeline import new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
