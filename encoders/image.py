@@ -87,7 +87,7 @@ def _transformers_model(model: str, device: torch.device, dtype: torch.dtype) ->
     folder = resolve_model_dir(model)
     processor = AutoImageProcessor.from_pretrained(folder)
     network, loading = AutoModel.from_pretrained(
-        folder, trust_remote_code=False, dtype=dtype, output_loading_info=True
+        folder, trust_remote_code=False, use_safetensors=True, dtype=dtype, output_loading_info=True
     )
     if loading["missing_keys"]:
         # Missing weights would be random: better no service than vectors that mean nothing.

@@ -32,7 +32,7 @@ class TextEncoder:
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(
-            folder, trust_remote_code=False, dtype=model_dtype(self.device)
+            folder, trust_remote_code=False, use_safetensors=True, dtype=model_dtype(self.device)
         ).to(self.device).eval()
         self.name = model or DEFAULT_TEXT_MODEL
         self.version = f"{self.name}@{model_dir_fingerprint(folder)}"

@@ -23,7 +23,7 @@ online.events.InvalidEvent: video.user_id: Field required; video.course_id: Fiel
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -37,8 +37,11 @@ from pydantic import (
     model_validator,
 )
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+T = TypeVar("T")
+#: No control characters: ids end up in message keys, logs and file names.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True, pattern=_PRINTABLE)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=_PRINTABLE)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 #: Events stamped further ahead than this are rejected: clocks drift, but not by days.
@@ -143,14 +146,51 @@ def validation_reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_learner_event(raw: bytes) -> ClickEvent | VideoEvent | QuizEvent:
-    """Validate one message as a learner event, or raise :class:`InvalidEvent` saying why."""
+class ForgetRequest(_Contract):
+    """A privacy request: delete what the workers keep about one learner (``coursestream forget``).
+
+    It travels on the learner-events topic, keyed by ``user_id``, so the worker that owns the
+    learner handles it after every event sent before it.
+    """
+
+    kind: Literal["forget"] = "forget"
+    request_id: Id = Field(description="Names the request in the audit log.")
+    user_id: Id
+    requested_at: AwareDatetime
+
+
+_learner_message = TypeAdapter(Annotated[ClickEvent | VideoEvent | QuizEvent | ForgetRequest, Field(discriminator="kind")])
+
+
+def _parse(adapter: TypeAdapter[T], raw: bytes | None, strict: bool) -> T:
+    if raw is None:
+        raise InvalidEvent("message has no value (a tombstone)")
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_EVENT_BYTES} limit")
     try:
-        return _learner_event.validate_json(raw)
+        return adapter.validate_json(raw, strict=strict)
     except ValidationError as error:
         raise InvalidEvent(validation_reason(error)) from None
+
+
+def parse_learner_message(raw: bytes | None) -> ClickEvent | VideoEvent | QuizEvent | ForgetRequest:
+    """What the learner-events topic carries: a learner event or a :class:`ForgetRequest`."""
+    return _parse(_learner_message, raw, strict=True)
+
+
+def parse_learner_event(raw: bytes | None, strict: bool = True) -> ClickEvent | VideoEvent | QuizEvent:
+    """Validate one message as a learner event, or raise :class:`InvalidEvent` saying why.
+
+    On the wire types are strict (``"count": "5"`` is rejected); ``strict=False`` is for
+    logs whose format has no types (CSV cells are text).
+
+    >>> parse_learner_event(b'{"kind": "click", "event_id": "e1", "user_id": "u1", "course_id": "c1",'
+    ...                     b' "event_time": "2024-05-01T10:00:00Z", "action": "open", "count": "5"}')
+    Traceback (most recent call last):
+    ...
+    online.events.InvalidEvent: click.count: Input should be a valid integer
+    """
+    return _parse(_learner_event, raw, strict)
 
 
 class MediaRef(_Contract):
@@ -196,8 +236,10 @@ MAX_CONTENT_BYTES = 16 * 1024 * 1024
 _course_content = TypeAdapter(CourseContent)
 
 
-def parse_course_content(raw: bytes) -> CourseContent:
+def parse_course_content(raw: bytes | None) -> CourseContent:
     """Validate one message as course content, or raise :class:`InvalidEvent` saying why."""
+    if raw is None:
+        raise InvalidEvent("message has no value (a tombstone)")
     if len(raw) > MAX_CONTENT_BYTES:
         raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_CONTENT_BYTES} limit")
     try:
@@ -266,6 +308,11 @@ class CourseIndexed(_Contract):
     indexed_at: datetime
 
 
+#: Bytes of a bad message's value (and key) a dead letter keeps: the key and base64 of both must
+#: fit the producer's 1 MB request limit, and a broker may hold larger messages than that.
+DEAD_LETTER_KEEPS_BYTES = 192 * 1024
+
+
 class DeadLetter(_Contract):
     """A message that could not be processed, kept with its original bytes and why."""
 
@@ -273,7 +320,9 @@ class DeadLetter(_Contract):
     partition: int | None
     offset: int | None
     key: str | None = Field(description="Base64 of the original key, if any.")
-    value: str = Field(description="Base64 of the original value.")
+    value: str = Field(description="Base64 of the original value (its first value_kept_bytes if it is longer).")
+    value_bytes: int = Field(0, ge=0, description="Size of the original value; the original stays at topic/partition/offset.")
+    value_kept_bytes: int = Field(0, ge=0, description="How many of those bytes are in value.")
     reason: str
     error_type: str
     failed_at: datetime

@@ -11,10 +11,19 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from online.events import CourseContent, CourseIndexed, DeadLetter, LearnerEvent, ParkedContent, Recommendation
+from online.events import (
+    CourseContent,
+    CourseIndexed,
+    DeadLetter,
+    ForgetRequest,
+    LearnerEvent,
+    ParkedContent,
+    Recommendation,
+)
 
 CONTRACT = {
     "learner-event": TypeAdapter(LearnerEvent),
+    "forget-request": TypeAdapter(ForgetRequest),
     "course-content": TypeAdapter(CourseContent),
     "recommendation": TypeAdapter(Recommendation),
     "course-indexed": TypeAdapter(CourseIndexed),

@@ -5,6 +5,7 @@ Data flow::
     learner-events --(update_profiles)--> profiles table (changelog) --> recommendations
     course-content --(index_courses)--> encoder service --> Qdrant
     anything malformed --> dead-letter (original bytes, topic/partition/offset, reason)
+    learner-events: forget request --(update_profiles)--> the learner's table rows deleted (tombstones)
 
 Learner-keyed topics and the profiles table share one partition count, so a learner's
 events are processed in order by the one worker that owns the learner's profile.
@@ -34,16 +35,18 @@ from pydantic import ValidationError
 
 from online.difficulty import sigmoid
 from online.events import (
+    DEAD_LETTER_KEEPS_BYTES,
     CourseContent,
     CourseIndexed,
     DeadLetter,
+    ForgetRequest,
     InvalidEvent,
     ParkedContent,
     Recommendation,
     RecommendedItem,
     Trigger,
     parse_course_content,
-    parse_learner_event,
+    parse_learner_message,
     utcnow,
     validation_reason,
 )
@@ -61,8 +64,10 @@ from streams.vectorstore import (
     CoursePoint,
     EdgeVectorStore,
     QdrantClientVectorStore,
+    StoreUnavailable,
     VectorStore,
     candidates_for,
+    is_outage,
 )
 from streams.web import create_api
 
@@ -203,11 +208,33 @@ class CourseIndex(mode.Service):
         return self._store
 
     async def _in_store(self, operation: str, call: Callable[[VectorStore], T]) -> T:
+        """Run ``call`` on the store thread; while the store is down, wait and try again.
+
+        Waiting (backoff up to ``retry_max_s``) rather than skipping keeps every event and its
+        order: the stream stalls, its lag grows, and the log and metrics say why.
+        """
         def timed() -> T:
             with metrics.vector_store_seconds.labels(operation).time():
-                return call(self._open_store())
+                try:
+                    return call(self._open_store())
+                except Exception as error:
+                    if is_outage(error):
+                        raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
+                    raise
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        delay = self.config.retry_initial_s
+        while True:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+            except StoreUnavailable as error:
+                metrics.dependency_up.labels("vector-store").set(0)
+                metrics.dependency_failures.labels("vector-store").inc()
+                log.error("vector store unavailable, %s retried in %.1fs: %s", operation, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self.config.retry_max_s)
+                continue
+            metrics.dependency_up.labels("vector-store").set(1)
+            return result
 
     async def refresh_model_version(self) -> None:
         """Ask the encoder service which models it runs (raises EncoderUnavailable if it is down)."""
@@ -261,8 +288,12 @@ class CourseIndex(mode.Service):
             result = await self.encoder.embed(contents)
         except (EncoderUnavailable, EncoderRejected) as error:
             metrics.encoder_calls.labels(type(error).__name__).inc()
+            if isinstance(error, EncoderUnavailable):
+                metrics.dependency_up.labels("encoder").set(0)
+                metrics.dependency_failures.labels("encoder").inc()
             raise
         metrics.encoder_calls.labels("ok").inc()
+        metrics.dependency_up.labels("encoder").set(1)
         if result.model_version != self.model_version:
             await self.refresh_model_version()
         points = [
@@ -312,19 +343,23 @@ replica = app.add_dependency(CatalogueReplica(settings, course_index.upsert)) if
 
 async def dead_letter(message: Message, reason: str, error_type: str) -> None:
     """Park a message we cannot process, with its original bytes and why."""
+    value = message.value or b""
+    key = message.key[:DEAD_LETTER_KEEPS_BYTES] if message.key is not None else None
     record = DeadLetter(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=base64.b64encode(message.key).decode() if message.key is not None else None,
-        value=base64.b64encode(message.value or b"").decode(),
+        key=base64.b64encode(key).decode() if key is not None else None,
+        value=base64.b64encode(value[:DEAD_LETTER_KEEPS_BYTES]).decode(),
+        value_bytes=len(value),
+        value_kept_bytes=min(len(value), DEAD_LETTER_KEEPS_BYTES),
         reason=reason[:2000],
         error_type=error_type,
         failed_at=utcnow(),
     )
     metrics.dead_letters.labels(error_type).inc()
     log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason[:200])
-    await dead_letters.send(key=message.key, value=record.model_dump_json().encode())
+    await dead_letters.send(key=key, value=record.model_dump_json().encode())
 
 
 def _trigger(event, message: Message) -> Trigger:  # type: ignore[no-untyped-def]
@@ -356,20 +391,34 @@ def last_shown(user: bytes) -> list[RecommendedItem]:
     return Recommendation.model_validate_json(raw).items if raw else []
 
 
+def forget(request: ForgetRequest) -> None:
+    """Delete the learner's rows from every per-learner table: the deletes are tombstones on the
+    changelogs, so no recovery brings them back. Idempotent. (No vector-store point and no row
+    of ``learned`` belongs to one learner: those hold courses and shared models.)"""
+    key = request.user_id.encode()
+    removed = [table.name for table in (profiles, latest_recommendations) if table.pop(key, None) is not None]
+    metrics.forget_requests.labels("deleted" if removed else "nothing-kept").inc()
+    # The audit line names the request, not the learner: the requester keeps that link.
+    log.warning("audit: forget request %s handled; removed rows of %s", request.request_id, removed or "no table")
+
+
 @app.agent(learner_events)
 async def update_profiles(stream: faust.StreamT) -> None:
-    """Learner event -> profile (exactly once in effect) -> fresh recommendations."""
+    """Learner event -> profile (exactly once in effect) -> fresh recommendations; or a forget request."""
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
     event: EventT
     async for event in stream.events():
         message = event.message
         try:
-            learner_event = parse_learner_event(message.value)
+            learner_event = parse_learner_message(message.value)
             if message.key != learner_event.user_id.encode():
                 raise InvalidEvent("message key must be the user_id (learner topics are keyed by user)")
         except InvalidEvent as error:
             await dead_letter(message, str(error), "InvalidEvent")
+            continue
+        if isinstance(learner_event, ForgetRequest):
+            forget(learner_event)
             continue
         try:
             stored = profiles.get(message.key)
@@ -493,7 +542,10 @@ async def follow_model_version() -> None:
     while not app.should_stop:
         try:
             await course_index.refresh_model_version()
+            metrics.dependency_up.labels("encoder").set(1)
         except EncoderUnavailable as error:
+            metrics.dependency_up.labels("encoder").set(0)
+            metrics.dependency_failures.labels("encoder").inc()
             log.warning("encoder unreachable; model version %s kept: %s", course_index.model_version, error)
         await app.sleep(MODEL_VERSION_POLL_S)
 

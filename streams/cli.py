@@ -165,6 +165,37 @@ def path(
 
 
 @cli.command()
+def forget(
+    user: str,
+    request_id: Annotated[Optional[str], typer.Option(help="Names the request in the workers' audit log (default: a new UUID).")] = None,
+) -> None:
+    """Ask the workers to delete what they keep about USER (a privacy request); prints the request id.
+
+    The request goes through Kafka keyed by USER, so the learner's worker handles it after the
+    learner's earlier events. What it does not remove: see the README, "Forgetting a learner".
+    """
+    import uuid
+    from datetime import datetime, timezone
+
+    from kafka import KafkaProducer
+
+    from online.events import ForgetRequest
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    settings = Settings()
+    ensure_topics(settings)
+    request = ForgetRequest(request_id=request_id or str(uuid.uuid4()), user_id=user, requested_at=datetime.now(timezone.utc))
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                             **settings.kafka_client_options())
+    try:
+        producer.send(settings.topic_learner_events, key=user.encode(), value=request.model_dump_json().encode()).get(timeout=30)
+    finally:
+        producer.close()
+    typer.echo(request.request_id)
+
+
+@cli.command()
 def schemas(out: Path = Path("schemas")) -> None:
     """Write the JSON Schema files of the event contract."""
     from online.schemas import write_schemas

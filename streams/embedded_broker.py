@@ -92,6 +92,12 @@ class EmbeddedBroker:
         self.stop()
         raise TimeoutError(f"tansu did not listen on {self.bootstrap_servers} within {timeout_s}s")
 
+    @property
+    def pid(self) -> int:
+        """The broker process (tests pause it with SIGSTOP to play an outage)."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process:
             terminate(self._process, timeout_s=5)

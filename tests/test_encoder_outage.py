@@ -1,7 +1,15 @@
-"""The encoder service down: content is parked on the retry topic, never lost, and indexed
-when the service returns; learner events keep flowing meanwhile."""
+"""The encoder service down or too slow: content is parked on the retry topic, never lost, and
+indexed when the service is back; learner events keep flowing meanwhile.
+
+The long version stalls the encoder for a minute: ``ENCODER_STALL_S=60 pytest tests/test_encoder_outage.py``.
+"""
 
 from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
 
 import pytest
 
@@ -12,6 +20,7 @@ from online.sources import oulad_catalogue
 from streams.demo import SAMPLE, sample_events
 from streams.embedded_broker import free_port
 from tests.kafka_io import consume, produce
+from tests.test_outages import message_count, metric, wait_for
 from tests.test_pipeline import new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -65,3 +74,88 @@ def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tm
             assert next(x for x in after if x.trigger.event_id == "after-recovery").items
     finally:
         worker.stop()
+
+
+class StallingProxy:
+    """A TCP proxy in front of a service that answers nothing while ``stalled`` is set: a service
+    too slow for its clients. Connections that arrive while stalled are held, then dropped."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.stalled = threading.Event()
+        self.stalled.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        if self.stalled.is_set():
+            while self.stalled.is_set():
+                time.sleep(0.1)
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def close(self) -> None:
+        self.stalled.clear()
+        self.server.close()
+
+
+def test_content_sent_while_the_encoder_is_too_slow_is_indexed_when_it_is_fast_again(
+    broker, encoder_service, tmp_path
+) -> None:
+    stall_s = float(os.environ.get("ENCODER_STALL_S", "15"))
+    proxy = StallingProxy(int(encoder_service.url.rsplit(":", 1)[1]))
+    pipeline = new_pipeline(broker, proxy, tmp_path)
+    pipeline.env.update({"COURSESTREAM_ENCODER_TIMEOUT_S": "2", "COURSESTREAM_ENCODER_ATTEMPTS": "2",
+                         "COURSESTREAM_RETRY_INITIAL_S": "1", "COURSESTREAM_RETRY_MAX_S": "4"})
+    s = pipeline.settings
+    courses = list(oulad_catalogue(SAMPLE))[:20]
+    wanted = {c.course_id for c in courses}
+    worker = pipeline.worker()
+    try:
+        stalled_at = time.monotonic()
+        produce(s.kafka_bootstrap_servers, s.topic_course_content,
+                ((c.course_id.encode(), c.model_dump_json().encode()) for c in courses))
+        parked = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
+                         lambda r: {p.content.course_id for p in r} >= wanted,
+                         decode=lambda m: ParkedContent.model_validate_json(m.value), describe=worker.log)
+        assert all("unavailable" in p.last_error for p in parked)
+        events = list(sample_events(10))
+        pipeline.send_events(events)
+        pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+        assert metric(pipeline, "coursestream_dependency_up", 'dependency="encoder"') == 0.0
+
+        time.sleep(max(0.0, stall_s - (time.monotonic() - stalled_at)))
+        proxy.stalled.clear()
+        indexed = consume(s.kafka_bootstrap_servers, s.topic_course_indexed,
+                          lambda r: {n.course_id for n in r} >= wanted,
+                          decode=lambda m: CourseIndexed.model_validate_json(m.value), describe=worker.log)
+        assert {n.course_id for n in indexed} == wanted
+        wait_for(lambda: metric(pipeline, "coursestream_dependency_up", 'dependency="encoder"') == 1.0, 30, worker.log)
+        assert worker.process.poll() is None
+        assert message_count(s.kafka_bootstrap_servers, s.topic_dead_letter) == 0
+    finally:
+        worker.stop()
+        proxy.close()

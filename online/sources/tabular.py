@@ -172,7 +172,7 @@ def _time_key(message: bytes) -> int | None:
 
 def _validated(source: str, record: _Record) -> ReadResult:
     try:
-        return parse_learner_event(record.message)
+        return parse_learner_event(record.message, strict=False)  # CSV cells are text
     except InvalidEvent as error:
         return InvalidRow(source, record.row, record.raw, str(error))
 
