@@ -11,10 +11,19 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from online.events import CourseContent, CourseIndexed, DeadLetter, LearnerEvent, ParkedContent, Recommendation
+from online.events import (
+    CourseContent,
+    CourseIndexed,
+    DeadLetter,
+    LearnerEvent,
+    ParkedContent,
+    RankRequest,
+    Recommendation,
+)
 
 CONTRACT = {
     "learner-event": TypeAdapter(LearnerEvent),
+    "rank-request": TypeAdapter(RankRequest),
     "course-content": TypeAdapter(CourseContent),
     "recommendation": TypeAdapter(Recommendation),
     "course-indexed": TypeAdapter(CourseIndexed),
