@@ -253,18 +253,19 @@ async def _ask(settings: Settings, blocks: Sequence[Block], k: int, model_versio
                 ready = model_version in versions
             if time.monotonic() - started > idle_s:
                 raise TimeoutError(f"the worker did not answer with the encoder's model version in {idle_s:.0f} s\n{describe()}")
-        wanted = 0
+        wanted: set[str] = set()
         for block in blocks:
             for step in block.steps:
-                await send(RankRequest(event_id=step_id(step.user_id, block.time), user_id=step.user_id,
-                                       event_time=block.time, candidates=list(step.candidates), k=k))
-                wanted += 1
+                request = RankRequest(event_id=step_id(step.user_id, block.time), user_id=step.user_id,
+                                      event_time=block.time, candidates=list(step.candidates), k=k)
+                await send(request)
+                wanted.add(request.event_id)
             for event in block.events:
                 await send(event)
         await kafka.flush()
-        while len(answers) < wanted:
+        while len(answers) < len(wanted):
             for recommendation in await receive():
-                if recommendation.user_id != PROBE_USER:
+                if recommendation.trigger.event_id in wanted:
                     answers[recommendation.trigger.event_id] = [item.course_id for item in recommendation.items]
     finally:
         await kafka.stop()
