@@ -52,6 +52,7 @@ from encoders.settings import EncoderSettings
 from online.evaluation import BASELINES, Block, Report, Steps, evaluate, oulad_steps, prequential_steps
 from online.evaluation.recommender_policy import RecommenderPolicy, step_id
 from online.events import (
+    MAX_RANK_CANDIDATES,
     ClickEvent,
     CourseContent,
     DeadLetter,
@@ -137,6 +138,8 @@ def catalogue_store(
             version, points = asyncio.run(_embed(contents, service.url, encoder.max_items_per_request))
     else:
         version, points = asyncio.run(_embed(contents, encoder_url, encoder.max_items_per_request))
+    if not points:
+        raise ValueError("the catalogue is empty")
     store = EdgeVectorStore(folder / "qdrant-edge")
     store.ensure_collection({name: len(vector) for name, vector in points[0].vectors.items()})
     store.upsert(points)
@@ -329,6 +332,22 @@ def catalogue_contents(
     return None
 
 
+def _check_rankable(steps: Steps, contents: Sequence[CourseContent] | None) -> None:
+    """Refuse a run the worker could not answer as the in-process policy would: it ranks only
+    indexed courses, and a rank request holds at most ``MAX_RANK_CANDIDATES``."""
+    if contents is None:
+        raise ValueError("--through-kafka needs the catalogue's content to index: give --courses")
+    indexed = {content.course_id for content in contents}
+    for group, universe in steps.universes.items():
+        missing = [course_id for course_id in universe if course_id not in indexed]
+        if missing:
+            raise ValueError(f"{len(missing):,} courses of {group} are not in the catalogue (e.g. {missing[0]}):"
+                             " the worker could not rank them")
+        if len(universe) > MAX_RANK_CANDIDATES:
+            raise ValueError(f"{group} has {len(universe):,} courses, over the {MAX_RANK_CANDIDATES:,} a rank"
+                             " request may hold")
+
+
 def evaluate_log(
     source: Path,
     format: str,
@@ -366,8 +385,7 @@ def evaluate_log(
         cache = cache or settings.data_dir / "evaluation"
         using = settings.ranking_vector
         if through_kafka:
-            if contents is None:
-                raise ValueError("--through-kafka needs the catalogue's content to index: give --courses")
+            _check_rankable(steps, contents)
             steps.blocks = list(steps.blocks)
             with contextlib.ExitStack() as stack:
                 if encoder_url is None:  # the worker asks it for the model version, too
