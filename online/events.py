@@ -60,20 +60,21 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _plausible_time(value: datetime) -> datetime:
+    if value < EARLIEST_EVENT_TIME:
+        raise ValueError(f"event_time {value.isoformat()} is before {EARLIEST_EVENT_TIME.date()}")
+    if value > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+        raise ValueError(f"event_time {value.isoformat()} is in the future")
+    return value
+
+
 class _LearnerEventBase(_Contract):
     event_id: Id = Field(description="Unique id of this event; replays reuse it.")
     user_id: Id = Field(description="The learner; also the Kafka message key.")
     course_id: Id = Field(description="The catalogue entry the learner engaged with.")
     event_time: AwareDatetime = Field(description="When it happened (RFC 3339 with offset).")
 
-    @field_validator("event_time")
-    @classmethod
-    def _plausible_time(cls, value: datetime) -> datetime:
-        if value < EARLIEST_EVENT_TIME:
-            raise ValueError(f"event_time {value.isoformat()} is before {EARLIEST_EVENT_TIME.date()}")
-        if value > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
-            raise ValueError(f"event_time {value.isoformat()} is in the future")
-        return value
+    _plausible_time = field_validator("event_time")(_plausible_time)
 
 
 class ClickEvent(_LearnerEventBase):
@@ -159,23 +160,58 @@ class ForgetRequest(_Contract):
     requested_at: AwareDatetime
 
 
-_learner_message = TypeAdapter(Annotated[ClickEvent | VideoEvent | QuizEvent | ForgetRequest, Field(discriminator="kind")])
+#: Most courses one rank request may ask about (a message stays well within ``MAX_EVENT_BYTES``).
+MAX_RANK_CANDIDATES = 1000
 
 
-def _parse(adapter: TypeAdapter[T], raw: bytes | None, strict: bool) -> T:
+class RankRequest(_Contract):
+    """Ask the learner's worker to rank these courses for the learner now: a platform's own shelf,
+    or a step of ``coursestream evaluate --through-kafka``.
+
+    Sent on the learner-events topic keyed by ``user_id``, so it is answered after every earlier
+    event of the learner (and of their partition), from the worker's state then. The answer is a
+    :class:`Recommendation` on the recommendations topic whose ``trigger.event_id`` is this
+    request's ``event_id``: up to ``k`` of the ``candidates`` (those the worker has indexed, the
+    learner has not taken and is ready for), best first. It changes no profile; the list becomes
+    the learner's latest, which the re-ranker learns from at their next event.
+
+    >>> request = parse_learner_message(
+    ...     b'{"kind": "rank", "event_id": "r1", "user_id": "u1", "event_time": "2024-05-01T10:00:00Z",'
+    ...     b' "candidates": ["c1", "c2"], "k": 1}'
+    ... )
+    >>> type(request).__name__, request.candidates
+    ('RankRequest', ['c1', 'c2'])
+    """
+
+    kind: Literal["rank"] = "rank"
+    event_id: Id = Field(description="Unique id of this request; the answer's trigger.event_id.")
+    user_id: Id = Field(description="The learner; also the Kafka message key.")
+    event_time: AwareDatetime = Field(description="The moment to rank for: it ages popularity and freshness.")
+    candidates: list[Id] = Field(min_length=1, max_length=MAX_RANK_CANDIDATES, description="Course ids to rank.")
+    k: int = Field(10, ge=1, le=100, description="Most courses in the answer.")
+
+    _plausible_time = field_validator("event_time")(_plausible_time)
+
+
+LearnerMessage = ClickEvent | VideoEvent | QuizEvent | ForgetRequest | RankRequest
+_learner_message = TypeAdapter(Annotated[LearnerMessage, Field(discriminator="kind")])
+
+
+def _parse(adapter: TypeAdapter[T], raw: bytes | None, max_bytes: int, strict: bool | None = None) -> T:
     if raw is None:
         raise InvalidEvent("message has no value (a tombstone)")
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_EVENT_BYTES} limit")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"message is {len(raw)} bytes, over the {max_bytes} limit")
     try:
         return adapter.validate_json(raw, strict=strict)
     except ValidationError as error:
         raise InvalidEvent(validation_reason(error)) from None
 
 
-def parse_learner_message(raw: bytes | None) -> ClickEvent | VideoEvent | QuizEvent | ForgetRequest:
-    """What the learner-events topic carries: a learner event or a :class:`ForgetRequest`."""
-    return _parse(_learner_message, raw, strict=True)
+def parse_learner_message(raw: bytes | None) -> LearnerMessage:
+    """What the learner-events topic carries: a learner event, a :class:`ForgetRequest` or a
+    :class:`RankRequest`."""
+    return _parse(_learner_message, raw, MAX_EVENT_BYTES, strict=True)
 
 
 def parse_learner_event(raw: bytes | None, strict: bool = True) -> ClickEvent | VideoEvent | QuizEvent:
@@ -190,7 +226,7 @@ def parse_learner_event(raw: bytes | None, strict: bool = True) -> ClickEvent | 
     ...
     online.events.InvalidEvent: click.count: Input should be a valid integer
     """
-    return _parse(_learner_event, raw, strict)
+    return _parse(_learner_event, raw, MAX_EVENT_BYTES, strict)
 
 
 class MediaRef(_Contract):
@@ -238,14 +274,7 @@ _course_content = TypeAdapter(CourseContent)
 
 def parse_course_content(raw: bytes | None) -> CourseContent:
     """Validate one message as course content, or raise :class:`InvalidEvent` saying why."""
-    if raw is None:
-        raise InvalidEvent("message has no value (a tombstone)")
-    if len(raw) > MAX_CONTENT_BYTES:
-        raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_CONTENT_BYTES} limit")
-    try:
-        return _course_content.validate_json(raw)
-    except ValidationError as error:
-        raise InvalidEvent(validation_reason(error)) from None
+    return _parse(_course_content, raw, MAX_CONTENT_BYTES)
 
 
 class Reason(_Contract):
@@ -270,7 +299,7 @@ class RecommendedItem(_Contract):
 
 
 class Trigger(_Contract):
-    """The learner event a recommendation answers; subscribers drop duplicates by event_id."""
+    """The learner event (or rank request) a recommendation answers; subscribers drop duplicates by event_id."""
 
     event_id: str
     kind: str

@@ -18,12 +18,14 @@ from online.events import (
     ForgetRequest,
     LearnerEvent,
     ParkedContent,
+    RankRequest,
     Recommendation,
 )
 
 CONTRACT = {
     "learner-event": TypeAdapter(LearnerEvent),
     "forget-request": TypeAdapter(ForgetRequest),
+    "rank-request": TypeAdapter(RankRequest),
     "course-content": TypeAdapter(CourseContent),
     "recommendation": TypeAdapter(Recommendation),
     "course-indexed": TypeAdapter(CourseIndexed),

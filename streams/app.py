@@ -3,6 +3,7 @@
 Data flow::
 
     learner-events --(update_profiles)--> profiles table (changelog) --> recommendations
+    rank request (on learner-events) --(update_profiles)--> its answer on recommendations
     course-content --(index_courses)--> encoder service --> Qdrant
     anything malformed --> dead-letter (original bytes, topic/partition/offset, reason)
     learner-events: forget request --(update_profiles)--> the learner's table rows deleted (tombstones)
@@ -36,15 +37,19 @@ from pydantic import ValidationError
 from online.difficulty import sigmoid
 from online.events import (
     DEAD_LETTER_KEEPS_BYTES,
+    ClickEvent,
     CourseContent,
     CourseIndexed,
     DeadLetter,
     ForgetRequest,
     InvalidEvent,
     ParkedContent,
+    QuizEvent,
+    RankRequest,
     Recommendation,
     RecommendedItem,
     Trigger,
+    VideoEvent,
     parse_course_content,
     parse_learner_message,
     utcnow,
@@ -67,6 +72,7 @@ from streams.vectorstore import (
     StoreUnavailable,
     VectorStore,
     candidates_for,
+    course_point,
     is_outage,
 )
 from streams.web import create_api
@@ -296,21 +302,9 @@ class CourseIndex(mode.Service):
         metrics.dependency_up.labels("encoder").set(1)
         if result.model_version != self.model_version:
             await self.refresh_model_version()
+        indexed_at = time.time()
         points = [
-            CoursePoint(
-                content.course_id,
-                embedding.vectors,
-                {
-                    "title": content.title,
-                    "level": content.level,
-                    "language": content.language,
-                    "part_of": content.part_of,
-                    "skills": content.skills,
-                    "prerequisites": content.prerequisites,
-                    "model_version": result.model_version,
-                    "indexed_at": time.time(),
-                },
-            )
+            course_point(content, embedding.vectors, result.model_version, indexed_at)
             for content, embedding in zip(contents, result.embeddings, strict=True)
         ]
         await self.upsert(points)
@@ -362,7 +356,7 @@ async def dead_letter(message: Message, reason: str, error_type: str) -> None:
     await dead_letters.send(key=key, value=record.model_dump_json().encode())
 
 
-def _trigger(event, message: Message) -> Trigger:  # type: ignore[no-untyped-def]
+def _trigger(event: ClickEvent | VideoEvent | QuizEvent | RankRequest, message: Message) -> Trigger:
     return Trigger(
         event_id=event.event_id,
         kind=event.kind,
@@ -385,10 +379,89 @@ async def recommend(engine: Recommender, profile: LearnerProfile, policy: str, n
     return items
 
 
-def last_shown(user: bytes) -> list[RecommendedItem]:
-    """The items of the last list recommended to a learner: what the re-ranker learns from."""
+def last_shown(user: bytes, profile: LearnerProfile) -> list[RecommendedItem]:
+    """The last list shown to a learner, if none of their events was learned since: what the
+    re-ranker learns from at their next event, once (as the offline harness's policy does).
+
+    A list names the message it answered (a learner event, or a rank request) by its offset in the
+    learner's partition; one that answered a message before the last event the profile applied is
+    spent. When every event publishes a list, the one before each event is always fresh.
+    """
     raw = latest_recommendations.get(user)
-    return Recommendation.model_validate_json(raw).items if raw else []
+    if not raw:
+        return []
+    shown = Recommendation.model_validate_json(raw)
+    if shown.trigger.offset is not None and shown.trigger.offset < profile.applied_offset:
+        return []
+    return shown.items
+
+
+async def load_profile(user: bytes) -> LearnerProfile:
+    """A learner's profile (a new one for a newcomer), its interest in the current model's space."""
+    stored = profiles.get(user)
+    profile = LearnerProfile.from_bytes(stored) if stored else LearnerProfile(half_life_days=settings.interest_half_life_days)
+    if course_index.model_version and profile.vector_version != course_index.model_version:
+        using = settings.ranking_vector
+        points = await course_index.points(profile.recent)
+        profile.rebase([points[c].vectors[using] for c in profile.recent if c in points], course_index.model_version)
+    return profile
+
+
+async def learn(event: ClickEvent | VideoEvent | QuizEvent, message: Message) -> Recommendation | None:
+    """Learn a learner event into their profile and their partition's models; then, unless
+    ``recommend_on_event`` is off, their fresh list."""
+    profile = await load_profile(message.key)
+    shown = last_shown(message.key, profile)
+    course = (await course_index.points([event.course_id])).get(event.course_id)
+    engine = recommender(message.partition)
+    using = settings.ranking_vector
+    engine.learn_one(
+        profile,
+        event,
+        course.vectors[using] if course else None,
+        course.payload if course else {},
+        offset=message.offset,
+        shown=shown,
+    )
+    # Written even when the event was redelivered and skipped: after a crash the local
+    # store can be ahead of the changelog (rows written, not yet sent), and this sends them.
+    profiles[message.key] = profile.to_bytes()
+    if not settings.recommend_on_event:
+        return None
+    policy = assign(event.user_id, settings.policies)
+    return Recommendation(
+        user_id=event.user_id,
+        generated_at=utcnow(),
+        trigger=_trigger(event, message),
+        items=await recommend(engine, profile, policy, event.event_time.timestamp(), event.event_id),
+        policy=policy,
+        model_version=course_index.model_version or "none",
+    )
+
+
+async def answer(request: RankRequest, message: Message) -> Recommendation:
+    """Rank exactly the request's candidates (those indexed) for the learner, from their
+    partition's state now; nothing is learned."""
+    profile = await load_profile(message.key)
+    using = settings.ranking_vector
+    points = await course_index.points(request.candidates)
+    offered = [
+        Candidate(course_id, profile.similarity(point.vectors[using]), point.payload, point.vectors[using])
+        for course_id in request.candidates
+        if (point := points.get(course_id)) is not None
+    ]
+    policy = assign(request.user_id, settings.policies)
+    items = recommender(message.partition).recommend(
+        profile, offered, request.k, policy, request.event_time.timestamp(), request.event_id
+    )
+    return Recommendation(
+        user_id=request.user_id,
+        generated_at=utcnow(),
+        trigger=_trigger(request, message),
+        items=items,
+        policy=policy,
+        model_version=course_index.model_version or "none",
+    )
 
 
 def forget(request: ForgetRequest) -> None:
@@ -404,64 +477,35 @@ def forget(request: ForgetRequest) -> None:
 
 @app.agent(learner_events)
 async def update_profiles(stream: faust.StreamT) -> None:
-    """Learner event -> profile (exactly once in effect) -> fresh recommendations; or a forget request."""
+    """Learner event -> profile (exactly once in effect) -> fresh recommendations; rank request -> its
+    answer; forget request -> the learner's rows deleted."""
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
     event: EventT
     async for event in stream.events():
         message = event.message
         try:
-            learner_event = parse_learner_message(message.value)
-            if message.key != learner_event.user_id.encode():
+            parsed = parse_learner_message(message.value)
+            if message.key != parsed.user_id.encode():
                 raise InvalidEvent("message key must be the user_id (learner topics are keyed by user)")
         except InvalidEvent as error:
             await dead_letter(message, str(error), "InvalidEvent")
             continue
-        if isinstance(learner_event, ForgetRequest):
-            forget(learner_event)
+        if isinstance(parsed, ForgetRequest):
+            forget(parsed)
             continue
         try:
-            stored = profiles.get(message.key)
-            profile = (
-                LearnerProfile.from_bytes(stored)
-                if stored
-                else LearnerProfile(half_life_days=settings.interest_half_life_days)
-            )
-            using = settings.ranking_vector
-            if course_index.model_version and profile.vector_version != course_index.model_version:
-                points = await course_index.points(profile.recent)
-                profile.rebase([points[c].vectors[using] for c in profile.recent if c in points], course_index.model_version)
-            course = (await course_index.points([learner_event.course_id])).get(learner_event.course_id)
-            engine = recommender(message.partition)
-            engine.learn_one(
-                profile,
-                learner_event,
-                course.vectors[using] if course else None,
-                course.payload if course else {},
-                offset=message.offset,
-                shown=last_shown(message.key),
-            )
-            # Written even when the event was redelivered and skipped: after a crash the local
-            # store can be ahead of the changelog (rows written, not yet sent), and this sends them.
-            profiles[message.key] = profile.to_bytes()
-            policy = assign(learner_event.user_id, settings.policies)
-            now = learner_event.event_time.timestamp()
-            recommendation = Recommendation(
-                user_id=learner_event.user_id,
-                generated_at=utcnow(),
-                trigger=_trigger(learner_event, message),
-                items=await recommend(engine, profile, policy, now, learner_event.event_id),
-                policy=policy,
-                model_version=course_index.model_version or "none",
-            )
+            recommendation = await (answer if isinstance(parsed, RankRequest) else learn)(parsed, message)
         except Exception as error:  # a bug or an outage must not stop the stream
-            log.exception("failed to process %s", learner_event.event_id)
+            log.exception("failed to process %s", parsed.event_id)
             await dead_letter(message, f"processing failed: {error!r}", type(error).__name__)
+            continue
+        metrics.events.labels(parsed.kind).inc()
+        if recommendation is None:
             continue
         published = recommendation.model_dump_json().encode()
         latest_recommendations[message.key] = published
         await recommendations.send(key=message.key, value=published)
-        metrics.events.labels(learner_event.kind).inc()
         metrics.recommendations.inc()
         if message.timestamp:
             metrics.event_to_recommendation.observe(max(0.0, time.time() - message.timestamp))

@@ -129,6 +129,73 @@ def replay(
 
 
 @cli.command()
+def evaluate(
+    source: Annotated[Path, typer.Argument(help="An OULAD folder, an EdNet KT1/KT4 folder, or a JSON Lines, CSV or Parquet log.")],
+    format: Annotated[Optional[str], typer.Option(help="The log's format (default: from the name).")] = None,
+    presentation: Annotated[
+        Optional[list[str]], typer.Option(help="OULAD: a module presentation, e.g. AAA-2013J (repeatable).")
+    ] = None,
+    last_day: Annotated[Optional[int], typer.Option(help="OULAD: keep presentation days up to this one.")] = None,
+    max_learners: Annotated[Optional[int], typer.Option(help="OULAD, EdNet: read this many learners.")] = None,
+    courses: Annotated[
+        Optional[Path], typer.Option(help="JSON Lines of course content, for the project's policy's vectors.")
+    ] = None,
+    policies: Annotated[
+        Optional[str],
+        typer.Option(help="Comma-separated: coursestream (the project's) and baselines by name (default: all)."),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="Length of each list (the K of the metrics).")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the policies that draw random numbers.")] = 0,
+    window: Annotated[int, typer.Option(help="Steps per window of the plotted series.")] = 1000,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report here (JSON).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the metrics over time here (PNG).")] = None,
+    through_kafka: Annotated[
+        bool,
+        typer.Option("--through-kafka", help="Run the project's policy in a worker process through the embedded broker."),
+    ] = False,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Replay every policy with each moment's data withheld (twice the time).")
+    ] = False,
+    cache: Annotated[
+        Optional[Path], typer.Option(help="Folder of embedded catalogues (default: COURSESTREAM_DATA_DIR/evaluation).")
+    ] = None,
+) -> None:
+    """Prequential (test-then-train) evaluation of the project's policy and the baselines over a log.
+
+    At each step, every policy recommends K of the learner's candidates, is scored against what the
+    learner did next (Recall@K, NDCG@K, MRR, coverage, prerequisite violations), then learns.
+    """
+    from online.sources import READERS, detect_format
+    from streams.evaluation import POLICY_NAMES, evaluate_log
+
+    try:
+        chosen = format or detect_format(source)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="SOURCE") from None
+    if chosen not in READERS:
+        raise typer.BadParameter(f"unknown format {chosen!r}; give one of {', '.join(READERS)}", param_hint="--format")
+    names = [name.strip() for name in policies.split(",") if name.strip()] if policies else list(POLICY_NAMES)
+    unknown = [name for name in names if name not in POLICY_NAMES]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}",
+                                 param_hint="--policies")
+    pairs = [tuple(p.split("-", 1)) for p in presentation or ["AAA-2013J"]]
+    if any(len(pair) != 2 for pair in pairs):
+        raise typer.BadParameter("give presentations as MODULE-PRESENTATION, e.g. AAA-2013J", param_hint="--presentation")
+    report = evaluate_log(
+        source, chosen, names, k=k, window=window, seed=seed, presentations=pairs, last_day=last_day,
+        max_learners=max_learners, courses=courses, audit=audit, through_kafka=through_kafka, cache=cache,
+    )
+    typer.echo(report.table(timings=not through_kafka))
+    if json_path:
+        json_path.write_text(report.to_json())
+        typer.echo(f"report: {json_path}")
+    if plot:
+        report.plot(plot)
+        typer.echo(f"plot: {plot}")
+
+
+@cli.command()
 def subscribe(
     group: Annotated[str, typer.Option(help="Consumer group id.")] = "coursestream-subscriber",
     idle_timeout: Annotated[Optional[float], typer.Option(help="Stop after this many idle seconds.")] = None,

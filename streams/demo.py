@@ -11,6 +11,7 @@ when every event has its recommendation.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import get_origin
 
 from aiokafka import AIOKafkaConsumer
 
@@ -58,8 +60,16 @@ def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_i
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
-    """The settings a process started with ``env`` would read (ignoring this process's own)."""
-    return Settings(**{key.removeprefix("COURSESTREAM_").lower(): value for key, value in env.items()})
+    """The settings a process started with ``env`` would read (ignoring this process's own).
+
+    List settings are JSON in the environment, as pydantic-settings reads them there.
+    """
+    values: dict[str, object] = {}
+    for key, value in env.items():
+        name = key.removeprefix("COURSESTREAM_").lower()
+        field = Settings.model_fields.get(name)
+        values[name] = json.loads(value) if field is not None and get_origin(field.annotation) is list else value
+    return Settings(**values)
 
 
 class WorkerProcess:

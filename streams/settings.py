@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     )
     interest_half_life_days: float = Field(14.0, gt=0)
     explore_share: float = Field(0.1, ge=0, le=1, description="Share of recommended slots that explore (bandit-picked, marked explore).")
+    recommend_on_event: bool = Field(
+        True, description="Publish a fresh list after every learner event; off, lists answer rank requests only "
+        "(the evaluation turns it off so that the worker shows lists exactly where the offline harness does)."
+    )
     content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
 
     # The worker's HTTP API (health, metrics, read APIs)

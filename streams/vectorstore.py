@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from online.events import CourseContent
 from online.profile import LearnerProfile
 from online.recommender import Candidate
 
@@ -48,6 +49,27 @@ class CoursePoint:
     course_id: str
     vectors: Mapping[str, np.ndarray]
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def course_point(
+    content: CourseContent, vectors: Mapping[str, np.ndarray], model_version: str, indexed_at: float | None
+) -> CoursePoint:
+    """A course as the worker stores it: its vectors, and the payload ranking reads and filters on.
+
+    ``indexed_at`` (seconds) makes a course fresh for two weeks of event time; None: never fresh
+    (a catalogue that was there before the log began).
+    """
+    payload = {
+        "title": content.title,
+        "level": content.level,
+        "language": content.language,
+        "part_of": content.part_of,
+        "skills": content.skills,
+        "prerequisites": content.prerequisites,
+        "model_version": model_version,
+        "indexed_at": indexed_at,
+    }
+    return CoursePoint(content.course_id, vectors, payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from online.events import InvalidEvent, parse_course_content, parse_learner_event
+from online.events import (
+    MAX_RANK_CANDIDATES,
+    InvalidEvent,
+    RankRequest,
+    parse_course_content,
+    parse_learner_event,
+    parse_learner_message,
+)
 from online.schemas import CONTRACT, schema
 from tests.kafka_io import PROJECT_ROOT
 
@@ -51,3 +58,32 @@ def test_valid_events_and_content_parse() -> None:
         parse_course_content(b'{"course_id": "cs50", "title": "Intro", "images": [{"url": "u", "path": "p"}]}')
     with pytest.raises(InvalidEvent, match="over the"):
         parse_learner_event(b" " * 70_000)
+
+
+RANK = {"kind": "rank", "event_id": "r1", "user_id": "u1", "event_time": "2024-05-01T10:00:00Z",
+        "candidates": ["c1", "c2"], "k": 5}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"candidates": []}, "candidates"),
+        ({"candidates": [f"c{i}" for i in range(MAX_RANK_CANDIDATES + 1)]}, "candidates"),
+        ({"candidates": ["c1", ""]}, "candidates"),
+        ({"k": 0}, "k"),
+        ({"k": 101}, "k"),
+        ({"event_time": "2999-01-01T00:00:00Z"}, "future"),
+        ({"course_id": "c1"}, "course_id"),
+    ],
+)
+def test_invalid_rank_requests_say_why(change: dict, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_learner_message(json.dumps({**RANK, **change}).encode())
+
+
+def test_the_learner_topic_carries_events_and_rank_requests() -> None:
+    request = parse_learner_message(json.dumps(RANK).encode())
+    assert isinstance(request, RankRequest) and request.candidates == ["c1", "c2"] and request.k == 5
+    assert parse_learner_message(json.dumps(VALID).encode()) == parse_learner_event(json.dumps(VALID).encode())
+    with pytest.raises(InvalidEvent):  # a rank request is not a learner event (replayed logs hold none)
+        parse_learner_event(json.dumps(RANK).encode())

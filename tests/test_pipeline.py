@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from online.events import CourseContent, Recommendation
+from online.events import CourseContent, RankRequest, Recommendation
 from online.policies import assign
 from online.recommender import POLICIES, RERANKED
 from online.sources import oulad_catalogue
@@ -140,6 +140,38 @@ def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running,
     assert httpx.get(f"{url}/recommendations/newcomer", timeout=30).status_code == 404  # no context: nothing to go on
 
 
+def test_a_rank_request_is_answered_with_exactly_its_candidates_ranked(running, catalogue) -> None:
+    pipeline, worker = running
+    learner, first = "rank-learner", next(sample_events(1)).user_id
+    history = [e.model_copy(update={"event_id": f"rank-{e.event_id}", "user_id": learner})
+               for e in sample_events(40) if e.user_id == first]
+    taken = {e.course_id for e in history}
+    shelf = [c.course_id for c in catalogue if c.course_id not in taken][:12]
+    asked = RankRequest(event_id="shelf-1", user_id=learner, event_time=history[-1].event_time,
+                        candidates=[*shelf, "no-such-course", history[0].course_id], k=len(shelf) + 2)
+    top3 = asked.model_copy(update={"event_id": "shelf-2", "k": 3})
+    pipeline.send_events([*history, asked, top3])
+
+    recs = pipeline.recommendations(lambda r: {"shelf-1", "shelf-2"} <= {x.trigger.event_id for x in r}, worker)
+    answers = {rec.trigger.event_id: rec for rec in recs if rec.trigger.event_id.startswith("shelf-")}
+    whole = answers["shelf-1"]
+    assert whole.user_id == learner and whole.trigger.kind == "rank"
+    # every indexed candidate the learner has not taken, nothing else
+    assert sorted(item.course_id for item in whole.items) == sorted(shelf)
+    assert [item.rank for item in whole.items] == list(range(1, len(shelf) + 1))
+    assert all(item.reasons for item in whole.items)
+    if whole.policy == RERANKED:
+        scores = [item.score for item in whole.items if not item.explore]
+        assert scores == sorted(scores, reverse=True)
+    assert len(answers["shelf-2"].items) == 3
+    assert {item.course_id for item in answers["shelf-2"].items} <= set(shelf)
+    # an answer is the learner's latest list; it changes no profile
+    url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
+    latest = httpx.get(f"{url}/recommendations/{learner}", timeout=30).json()
+    assert latest["trigger"]["event_id"] == "shelf-2"
+    assert httpx.get(f"{url}/profiles/{learner}", timeout=30).json()["events"] == len(history)
+
+
 BAD_MESSAGES = {
     "bad JSON": (b"u-bad", b'{"kind": "click", "event_id": '),
     "not an object": (b"u-bad", b"[1, 2, 3]"),
@@ -157,6 +189,9 @@ BAD_MESSAGES = {
                                                          "action": "open"}).encode()),
     "no key": (None, json.dumps({"kind": "click", "event_id": "b6", "user_id": "u-bad", "course_id": "c",
                                  "event_time": "2024-05-01T10:00:00Z", "action": "open"}).encode()),
+    "rank request, no candidates": (b"u-bad", json.dumps({"kind": "rank", "event_id": "b7", "user_id": "u-bad",
+                                                          "event_time": "2024-05-01T10:00:00Z",
+                                                          "candidates": []}).encode()),
 }
 
 
@@ -185,6 +220,7 @@ def test_malformed_events_are_dead_lettered_and_valid_ones_keep_flowing(running,
     assert "score or correct" in originals[BAD_MESSAGES["missing field"][1]]["reason"]
     assert "watched_seconds" in originals[BAD_MESSAGES["negative duration"][1]]["reason"]
     assert "key" in originals[BAD_MESSAGES["key is not the user"][1]]["reason"]
+    assert "candidates" in originals[BAD_MESSAGES["rank request, no candidates"][1]]["reason"]
 
     wanted = {e.event_id for e in valid}
     recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker)

@@ -1,0 +1,107 @@
+"""The project's own policy in the evaluation harness: the very code the live worker runs.
+
+:class:`RecommenderPolicy` keeps one :class:`~online.profile.LearnerProfile` per learner, stored
+as its bytes between events as the worker's profiles table stores it (the interest is quantised
+there), and one :class:`~online.recommender.Recommender` (the worker keeps one per partition, each
+learning from that partition's learners; here all learners share it, as one partition would).
+It remembers each learner's last list so the re-ranker learns from what they did next, once, at
+their next event, as the worker does with its latest-recommendations table. Candidates are the
+whole catalogue the harness offers; the worker ranks the same ones when asked by a rank request
+(``coursestream evaluate --through-kafka`` checks that both give the same lists).
+
+>>> from datetime import datetime, timezone
+>>> from online.events import ClickEvent
+>>> def click(user, course, day):
+...     return ClickEvent(event_id=f"{user}:{course}", user_id=user, course_id=course, action="open",
+...                       event_time=datetime(2024, 5, day, tzinfo=timezone.utc))
+>>> policy = RecommenderPolicy(catalogue={"a": {"part_of": "m"}, "b": {"part_of": "m"}, "c": {"part_of": "m"}})
+>>> for user in ("u1", "u2"):
+...     policy.learn_one(click(user, "a", 1))
+...     policy.learn_one(click(user, "c", 2))
+>>> policy.learn_one(click("u3", "a", 3))
+>>> policy.recommend("u3", ["b", "c"], k=2, now=datetime(2024, 5, 3, tzinfo=timezone.utc))
+['c', 'b']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
+from online.profile import LearnerProfile
+from online.recommender import RERANKED, Candidate, Recommender
+
+
+def step_id(user_id: str, now: datetime) -> str:
+    """The id of a learner's step at ``now``: it seeds exploration here, and names the rank request
+    of the step when the worker ranks it (so both explore alike).
+
+    >>> from datetime import timezone
+    >>> step_id("u1", datetime(2024, 5, 3, tzinfo=timezone.utc))
+    'u1@2024-05-03T00:00:00+00:00'
+    """
+    return f"{user_id}@{now.isoformat()}"
+
+
+class RecommenderPolicy:
+    """``online.recommender`` behind the harness's ``Policy`` protocol.
+
+    Parameters
+    ----------
+    catalogue
+        Course id -> payload (``part_of``, ``prerequisites``, ``level``, ``skills``), as the
+        vector store would hold it.
+    vectors
+        Course id -> content vector (the encoder's), if the run has them; without, similarity
+        is 0 and interest plays no part.
+    policy, explore_share
+        As the worker's ``COURSESTREAM_POLICIES`` and ``COURSESTREAM_EXPLORE_SHARE``.
+    """
+
+    name = "coursestream"
+
+    def __init__(
+        self,
+        catalogue: Mapping[str, Mapping[str, Any]] | None = None,
+        vectors: Mapping[str, np.ndarray] | None = None,
+        policy: str = RERANKED,
+        explore_share: float = 0.0,
+    ) -> None:
+        self.catalogue = dict(catalogue or {})
+        self.vectors = dict(vectors or {})
+        self.policy = policy
+        self.recommender = Recommender(explore_share=explore_share)
+        self.profiles: dict[str, bytes] = {}
+        self.shown: dict[str, list[RecommendedItem]] = {}
+
+    def _profile(self, user_id: str) -> LearnerProfile:
+        stored = self.profiles.get(user_id)
+        return LearnerProfile.from_bytes(stored) if stored else LearnerProfile()
+
+    def learn_one(self, event: ClickEvent | VideoEvent | QuizEvent) -> None:
+        profile = self._profile(event.user_id)
+        self.recommender.learn_one(
+            profile,
+            event,
+            self.vectors.get(event.course_id),
+            self.catalogue.get(event.course_id, {}),
+            shown=self.shown.pop(event.user_id, ()),
+        )
+        self.profiles[event.user_id] = profile.to_bytes()
+
+    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
+        profile = self._profile(user_id)
+        offered = []
+        for course_id in candidates:
+            vector = self.vectors.get(course_id)
+            similarity = profile.similarity(vector) if vector is not None else 0.0
+            offered.append(Candidate(course_id, similarity, self.catalogue.get(course_id, {}), vector))
+        items = self.recommender.recommend(
+            profile, offered, k, self.policy, now.timestamp(), seed=step_id(user_id, now)
+        )
+        self.shown[user_id] = items
+        return [item.course_id for item in items]
