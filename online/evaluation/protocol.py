@@ -29,8 +29,8 @@ of the candidates, never the log, the step or the answers. The harness checks it
 before every ``recommend``: no event learned so far may be at or after ``now``
 (:class:`LeakageError` otherwise, e.g. for a step source that files a day's events in the day
 before). With ``audit=True`` it also replays every policy from a fresh instance while each
-moment's events and answers are withheld (held only as pickled bytes until the moment's
-scoring is done) and requires the very same lists: a policy that reaches into the harness's
+moment's events and answers are withheld (the replay keeps its own deep copy of each
+moment's events, which it hands over only once the moment's scoring is done) and requires the very same lists: a policy that reaches into the harness's
 buffers for the present, or that is not deterministic, gives other lists and is reported.
 What the harness cannot see is a policy that was handed the data by other means (a factory
 that closes over the log): factories should take nothing from the data.
@@ -38,7 +38,7 @@ that closes over the log): factories should take nothing from the data.
 
 from __future__ import annotations
 
-import pickle
+import copy
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,11 +349,11 @@ class _Guarded:
 
 @dataclass(frozen=True, slots=True)
 class _Sealed:
-    """A moment as the audit replays it: the questions, and the answers only as bytes."""
+    """A moment as the audit replays it: the questions, and a copy of its events for afterwards."""
 
     time: datetime
     queries: tuple[tuple[str, tuple[str, ...]], ...]
-    events: bytes
+    events: tuple[Event, ...]
 
 
 def _replay_withheld(label: str, factory: PolicyFactory, sealed: list[_Sealed], k: int, expected: list[list[str]]) -> None:
@@ -370,7 +370,7 @@ def _replay_withheld(label: str, factory: PolicyFactory, sealed: list[_Sealed], 
                     " were withheld: it reads the present (or is not deterministic)"
                 )
             index += 1
-        for event in pickle.loads(moment.events):
+        for event in moment.events:
             policy.learn_one(event)
 
 
@@ -459,7 +459,7 @@ def _run_open(
                 )
         if sealed is not None:
             queries = tuple((step.user_id, step.candidates) for step in block.steps)
-            sealed.append(_Sealed(block.time, queries, pickle.dumps(block.events)))
+            sealed.append(_Sealed(block.time, queries, copy.deepcopy(block.events)))
         for event in block.events:
             for policy in guarded.values():
                 policy.learn_one(event)

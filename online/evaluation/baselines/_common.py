@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -42,6 +43,16 @@ def strength(event: Event, weighting: str) -> float:
     if weighting == "log":
         return math.log1p(count)
     raise ValueError(f"weighting must be events, clicks or log, not {weighting!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LatentFactors:
+    """How a matrix-factorisation baseline learns its learner and item factors by SGD."""
+
+    n_factors: int = 10
+    learning_rate: float = 0.01
+    l2: float = 0.001
+    seed: int = 42
 
 
 def top_k(candidates: Sequence[str], k: int, *keys: np.ndarray) -> list[str]:

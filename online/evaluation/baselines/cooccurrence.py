@@ -7,11 +7,11 @@ from datetime import datetime
 
 import numpy as np
 
-from online.evaluation.baselines._common import DAY, Event, seconds, top_k
-from online.evaluation.baselines.recent_popularity import RecentPopularity
+from online.evaluation.baselines._common import DAY, Event, seconds
+from online.evaluation.baselines.recent_popularity import ScoredByModel
 
 
-class CoOccurrence:
+class CoOccurrence(ScoredByModel):
     """Score a candidate by its co-occurrence with the learner's items, recent items weighing more.
 
     ``C[i, j]`` counts the learners who used ``i`` and then ``j`` (each learner once per pair,
@@ -65,12 +65,12 @@ class CoOccurrence:
         directed: bool = True,
         history_alpha: float = 1.0,
     ):
+        super().__init__()
         self.half_life = None if half_life_days is None else half_life_days * DAY
         self.pair_window = None if pair_window_days is None else pair_window_days * DAY
         self.alpha = alpha
         self.directed = directed
         self.history_alpha = history_alpha
-        self.fallback = RecentPopularity()
         self._index: dict[str, int] = {}
         self._counts = np.zeros((0, 0))
         self._users_of = np.zeros(0)
@@ -89,8 +89,7 @@ class CoOccurrence:
                 self._users_of = np.concatenate([self._users_of, np.zeros(size - len(self._users_of))])
         return index
 
-    def learn_one(self, event: Event) -> None:
-        self.fallback.learn_one(event)
+    def learn(self, event: Event) -> None:
         at = seconds(event.event_time)
         item = self._item(event.course_id)
         history = self._history.setdefault(event.user_id, {})
@@ -109,11 +108,10 @@ class CoOccurrence:
         elif at > last:
             history[item] = at
 
-    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
-        recent, ever = self.fallback.scores(candidates, now)
+    def score(self, user_id: str, candidates: Sequence[str], now: datetime) -> np.ndarray | None:
         history = self._history.get(user_id)
         if not history:
-            return top_k(candidates, k, recent, ever)
+            return None
         items = np.fromiter(history.keys(), dtype=np.int64, count=len(history))
         if self.half_life is None:
             weights = np.ones(len(items))
@@ -130,4 +128,4 @@ class CoOccurrence:
         if self.alpha:
             values = values / np.maximum(self._users_of[columns], 1.0) ** self.alpha
         score[seen] = values
-        return top_k(candidates, k, score, recent, ever)
+        return score

@@ -11,11 +11,11 @@ from datetime import datetime
 
 import numpy as np
 
-from online.evaluation.baselines._common import Event, top_k
-from online.evaluation.baselines.recent_popularity import RecentPopularity
+from online.evaluation.baselines._common import Event, LatentFactors
+from online.evaluation.baselines.recent_popularity import ScoredByModel
 
 
-class ISGD:
+class ISGD(ScoredByModel):
     """ISGD: one SGD step per event towards a target of 1; recommend the smallest error ``|1 - a_u . b_i|``.
 
     As in the paper: a learner or item seen for the first time gets factors drawn from
@@ -40,7 +40,7 @@ class ISGD:
     >>> def click(user, course):
     ...     return ClickEvent(event_id=f"{user}{course}", user_id=user, course_id=course,
     ...                       action="open", event_time=datetime(2024, 5, 1, tzinfo=timezone.utc))
-    >>> policy = ISGD(n_factors=4, learning_rate=0.1, seed=3)
+    >>> policy = ISGD(LatentFactors(n_factors=4, learning_rate=0.1, seed=3))
     >>> for _ in range(50):
     ...     for user, course in [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "c"), ("u4", "c")]:
     ...         policy.learn_one(click(user, course))
@@ -52,23 +52,17 @@ class ISGD:
     name = "isgd"
 
     def __init__(
-        self,
-        n_factors: int = 10,
-        learning_rate: float = 0.01,
-        l2: float = 0.001,
-        sigma: float = 1e-6,
-        rank_by: str = "error",
-        seed: int = 42,
+        self, factors: LatentFactors = LatentFactors(), sigma: float = 1e-6, rank_by: str = "error"
     ):
         if rank_by not in ("error", "score"):
             raise ValueError("rank_by must be error (the paper's) or score")
+        super().__init__()
         self.rank_by = rank_by
-        self.n_factors = n_factors
-        self.learning_rate = learning_rate
-        self.l2 = l2
+        self.n_factors = factors.n_factors
+        self.learning_rate = factors.learning_rate
+        self.l2 = factors.l2
         self.sigma = sigma
-        self._rng = np.random.default_rng(seed)
-        self.fallback = RecentPopularity()
+        self._rng = np.random.default_rng(factors.seed)
         self.users: dict[str, np.ndarray] = {}
         self.items: dict[str, np.ndarray] = {}
 
@@ -78,8 +72,7 @@ class ISGD:
             factors = table[key] = self._rng.normal(0.0, self.sigma, self.n_factors)
         return factors
 
-    def learn_one(self, event: Event) -> None:
-        self.fallback.learn_one(event)
+    def learn(self, event: Event) -> None:
         a = self._factors(self.users, event.user_id)
         b = self._factors(self.items, event.course_id)
         error = 1.0 - float(a @ b)
@@ -90,14 +83,12 @@ class ISGD:
                 f"ISGD diverged at {event.event_id} (learning_rate {self.learning_rate}): lower it"
             )
 
-    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
-        recent, ever = self.fallback.scores(candidates, now)
+    def score(self, user_id: str, candidates: Sequence[str], now: datetime) -> np.ndarray | None:
         a = self.users.get(user_id)
         if a is None:
-            return top_k(candidates, k, recent, ever)
+            return None
         missing = np.full(self.n_factors, np.nan)
         factors = np.array([self.items.get(c, missing) for c in candidates])
         predicted = factors @ a
         value = -np.abs(1.0 - predicted) if self.rank_by == "error" else predicted
-        value = np.where(np.isnan(value), -np.inf, value)
-        return top_k(candidates, k, value, recent, ever)
+        return np.where(np.isnan(value), -np.inf, value)

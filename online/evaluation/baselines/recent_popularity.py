@@ -89,3 +89,32 @@ class RecentPopularity:
     def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
         recent, ever = self.scores(candidates, now)
         return top_k(candidates, k, recent, ever)
+
+
+class ScoredByModel:
+    """A baseline that ranks by a score of its own model, :class:`RecentPopularity` (7 days)
+    breaking its ties and standing in for learners the model cannot score (cold start).
+
+    A subclass learns in :meth:`learn` and scores in :meth:`score` (None: this learner is
+    unknown to the model).
+    """
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.fallback = RecentPopularity()
+
+    def learn(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def score(self, user_id: str, candidates: Sequence[str], now: datetime) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def learn_one(self, event: Event) -> None:
+        self.fallback.learn_one(event)
+        self.learn(event)
+
+    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
+        recent, ever = self.fallback.scores(candidates, now)
+        score = self.score(user_id, candidates, now)
+        return top_k(candidates, k, recent, ever) if score is None else top_k(candidates, k, score, recent, ever)

@@ -9,13 +9,13 @@ from datetime import datetime
 import numpy as np
 from river import optim, reco
 
-from online.evaluation.baselines._common import Event, top_k
-from online.evaluation.baselines.recent_popularity import RecentPopularity
+from online.evaluation.baselines._common import Event, LatentFactors
+from online.evaluation.baselines.recent_popularity import ScoredByModel
 
 _UNSEEN = -1e9
 
 
-class RiverMF:
+class RiverMF(ScoredByModel):
     """``river.reco.BiasedMF`` (or ``FunkMF``) learning one event at a time, with sampled negatives.
 
     Each event is a positive ``(learner, item, 1)``; then ``negatives`` items drawn uniformly
@@ -47,7 +47,7 @@ class RiverMF:
     >>> def click(user, course):
     ...     return ClickEvent(event_id=f"{user}{course}", user_id=user, course_id=course,
     ...                       action="open", event_time=datetime(2024, 5, 1, tzinfo=timezone.utc))
-    >>> policy = RiverMF(n_factors=4, negatives=2, seed=1)
+    >>> policy = RiverMF(LatentFactors(n_factors=4, learning_rate=0.05, seed=1), negatives=2)
     >>> for _ in range(30):
     ...     for user in ("u1", "u2", "u3"):
     ...         policy.learn_one(click(user, "popular"))
@@ -60,15 +60,14 @@ class RiverMF:
 
     def __init__(
         self,
-        n_factors: int = 20,
-        learning_rate: float = 0.05,
-        l2: float = 0.001,
+        factors: LatentFactors = LatentFactors(n_factors=20, learning_rate=0.05),
         negatives: int = 8,
         biased: bool = False,
-        seed: int = 42,
     ):
+        super().__init__()
         self.negatives = negatives
         self.biased = biased
+        n_factors, learning_rate, l2, seed = factors.n_factors, factors.learning_rate, factors.l2, factors.seed
         self._rng = random.Random(seed)
         initializer = optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed)
         if biased:
@@ -85,14 +84,12 @@ class RiverMF:
             self.model = reco.FunkMF(
                 n_factors=n_factors, optimizer=optim.SGD(learning_rate), l2=l2, initializer=initializer, seed=seed
             )
-        self.fallback = RecentPopularity()
         self._items: list[str] = []
         self._known: set[str] = set()
         self._used: dict[str, set[str]] = {}
         self._zero = np.zeros(n_factors)
 
-    def learn_one(self, event: Event) -> None:
-        self.fallback.learn_one(event)
+    def learn(self, event: Event) -> None:
         user, item = event.user_id, event.course_id
         if item not in self._known:
             self._known.add(item)
@@ -109,11 +106,10 @@ class RiverMF:
                     self.model.learn_one(user, other, 0.0)
                     break
 
-    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
-        recent, ever = self.fallback.scores(candidates, now)
+    def score(self, user_id: str, candidates: Sequence[str], now: datetime) -> np.ndarray | None:
         model = self.model
         if user_id not in model.u_latents:
-            return top_k(candidates, k, recent, ever)
+            return None
         latents = np.array([model.i_latents.get(c, self._zero) for c in candidates])
         score = latents @ model.u_latents[user_id]
         if self.biased:
@@ -121,4 +117,4 @@ class RiverMF:
         # An item the model never saw has no estimate: it goes after every item it knows.
         unseen = np.array([c not in self._known for c in candidates], dtype=bool)
         score[unseen] = _UNSEEN
-        return top_k(candidates, k, score, recent, ever)
+        return score

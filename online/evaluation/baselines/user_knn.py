@@ -7,11 +7,11 @@ from datetime import datetime
 
 import numpy as np
 
-from online.evaluation.baselines._common import DAY, Event, seconds, top_k
-from online.evaluation.baselines.recent_popularity import RecentPopularity
+from online.evaluation.baselines._common import DAY, Event, seconds
+from online.evaluation.baselines.recent_popularity import ScoredByModel
 
 
-class UserKNN:
+class UserKNN(ScoredByModel):
     """Score a candidate by the summed similarity of the ``neighbours`` nearest learners who used it.
 
     Similarity is the cosine between learners' sets of used items (binary). The nearest
@@ -58,10 +58,10 @@ class UserKNN:
     def __init__(self, neighbours: int = 50, power: float = 1.0, half_life_days: float | None = 2.0):
         if neighbours < 1:
             raise ValueError("neighbours must be at least 1")
+        super().__init__()
         self.neighbours = neighbours
         self.power = power
         self.half_life = None if half_life_days is None else half_life_days * DAY
-        self.fallback = RecentPopularity()
         self._users: dict[str, int] = {}
         self._items: dict[str, int] = {}
         self._matrix = np.zeros((0, 0), dtype=np.float32)
@@ -82,8 +82,7 @@ class UserKNN:
         self._last = last
         self._sizes = np.concatenate([self._sizes, np.zeros(new_rows - old_rows)])
 
-    def learn_one(self, event: Event) -> None:
-        self.fallback.learn_one(event)
+    def learn(self, event: Event) -> None:
         user = self._users.setdefault(event.user_id, len(self._users))
         item = self._items.setdefault(event.course_id, len(self._items))
         self._grow(user + 1, item + 1)
@@ -92,11 +91,10 @@ class UserKNN:
             self._sizes[user] += 1.0
         self._last[user, item] = max(self._last[user, item], seconds(event.event_time))
 
-    def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
-        recent, ever = self.fallback.scores(candidates, now)
+    def score(self, user_id: str, candidates: Sequence[str], now: datetime) -> np.ndarray | None:
         user = self._users.get(user_id)
         if user is None or not self._sizes[user]:
-            return top_k(candidates, k, recent, ever)
+            return None
         n = len(self._users)
         matrix = self._matrix[:n]
         overlap = matrix @ matrix[user]
@@ -115,4 +113,4 @@ class UserKNN:
             else:  # a neighbour's use counts less the longer ago it was (never: 2 ** -inf = 0)
                 used = np.exp2(-(seconds(now) - self._last[np.ix_(order, known[seen])]) / self.half_life)
             score[seen] = weights @ used
-        return top_k(candidates, k, score, recent, ever)
+        return score
