@@ -55,7 +55,9 @@ from online.recommender import Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore, candidates_for
+from streams.vectorstore import (
+    CoursePoint, EdgeVectorStore, QdrantClientVectorStore, VectorStore, candidates_for, course_point,
+)
 from streams.web import create_api
 
 log = logging.getLogger(__name__)
@@ -257,20 +259,7 @@ class CourseIndex(mode.Service):
         if self._dims is None or result.model_version != self.model_version:
             await self.refresh_model_version()
         points = [
-            CoursePoint(
-                content.course_id,
-                embedding.vectors,
-                {
-                    "title": content.title,
-                    "level": content.level,
-                    "language": content.language,
-                    "part_of": content.part_of,
-                    "skills": content.skills,
-                    "prerequisites": content.prerequisites,
-                    "model_version": result.model_version,
-                    "indexed_at": time.time(),
-                },
-            )
+            course_point(content, embedding.vectors, result.model_version)
             for content, embedding in zip(contents, result.embeddings, strict=True)
         ]
         dims = self._dims

@@ -13,6 +13,7 @@ Calls are blocking: the worker runs them off the event loop.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from online.events import CourseContent
 from online.profile import LearnerProfile
 from online.recommender import Candidate
 
@@ -100,6 +102,21 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
+def course_point(content: CourseContent, vectors: Mapping[str, np.ndarray], model_version: str) -> CoursePoint:
+    """A course as the worker stores it: its vectors and the payload the ranking reads and filters on."""
+    payload = {
+        "title": content.title,
+        "level": content.level,
+        "language": content.language,
+        "part_of": content.part_of,
+        "skills": content.skills,
+        "prerequisites": content.prerequisites,
+        "model_version": model_version,
+        "indexed_at": time.time(),
+    }
+    return CoursePoint(content.course_id, vectors, payload)
+
+
 def _payload(point: CoursePoint) -> dict[str, Any]:
     return {**point.payload, "course_id": point.course_id}
 
@@ -148,6 +165,11 @@ class EdgeVectorStore:
                 ]
             )
         )
+
+    def optimize(self) -> None:
+        """Build the search index now rather than during the first queries (after a bulk load)."""
+        if self._shard is not None:
+            self._shard.optimize()
 
     def query(
         self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
