@@ -51,7 +51,7 @@ from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.policies import assign
 from online.popularity import DecayedPopularity
-from online.recommender import Candidate, Recommender
+from online.recommender import DIVERSE, Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.settings import Settings
@@ -229,10 +229,14 @@ class CourseIndex(mode.Service):
             if point is not None and version in (None, point.payload.get("model_version"))
         }
 
-    async def candidates(self, profile: LearnerProfile, limit: int, ids: Sequence[str] = ()) -> list[Candidate]:
+    async def candidates(
+        self, profile: LearnerProfile, limit: int, ids: Sequence[str] = (), with_vectors: bool = False
+    ) -> list[Candidate]:
         """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
         using, version = self.config.ranking_vector, self.model_version
-        return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version, ids))
+        return await self._in_store(
+            "search", lambda s: candidates_for(s, profile, using, limit, version, ids, with_vectors)
+        )
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
@@ -318,7 +322,8 @@ async def recommend(engine: Recommender, profile: LearnerProfile, policy: str, n
     k = settings.recommendations_k
     ids = engine.candidate_ids(profile, k, now)
     for limit in (k, WIDER * k):
-        items = engine.recommend(profile, await course_index.candidates(profile, limit, ids), k, policy, now, seed)
+        candidates = await course_index.candidates(profile, limit, ids, with_vectors=policy == DIVERSE)
+        items = engine.recommend(profile, candidates, k, policy, now, seed)
         if len(items) == k:
             break
     return items
