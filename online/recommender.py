@@ -255,7 +255,7 @@ class Recommender:
                 pool[c.course_id] = c
         ready = list(pool.values())
         rows = self.features(profile, ready, time)
-        scores = [self.reranker.predict_one(x) for x in rows]
+        scores = self.reranker.predict_many(rows)
         order = sorted(range(len(ready)), key=lambda i: (-scores[i], ready[i].course_id))
         rng = random.Random(seed)
         explore = int(self.explore_share * k) + (rng.random() < (self.explore_share * k) % 1)

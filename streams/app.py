@@ -59,7 +59,7 @@ from online.policies import assign
 from online.popularity import DecayedPopularity
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
-from online.recommender import Candidate, Recommender
+from online.recommender import DIVERSE, Candidate, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.faust_fixes import apply_faust_fixes
@@ -135,38 +135,84 @@ latest_recommendations = app.Table(
 learned = app.Table("learned", key_type=str, partitions=settings.partitions)
 
 
+#: A row the ``learned`` table does not have.
+_ABSENT = object()
+
+
 class PartitionTable(MutableMapping[str, object]):
-    """One model's state of one partition, in the ``learned`` table."""
+    """One model's state of one partition, in the ``learned`` table, held in memory.
+
+    A row is read from the table once; writes stay in memory until :meth:`flush`, which sends
+    each changed row once however often the models changed it (re-ranking one event learns up to
+    ``k + 1`` examples into one row). Only the worker that owns the partition writes its rows, so
+    memory stays true to the table until the partition is revoked; then it is dropped.
+    """
 
     def __init__(self, partition: int, model: str) -> None:
         self.prefix = f"{partition}:{model}:"
+        self._rows: dict[str, object] = {}
+        self._changed: set[str] = set()
 
     def __getitem__(self, key: str) -> object:
-        return learned[self.prefix + key]
+        if key not in self._rows:
+            self._rows[key] = learned.get(self.prefix + key, _ABSENT)
+        value = self._rows[key]
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
 
     def __setitem__(self, key: str, value: object) -> None:
-        learned[self.prefix + key] = value
+        self._rows[key] = value
+        self._changed.add(key)
 
     def __delitem__(self, key: str) -> None:
+        self.flush()
         del learned[self.prefix + key]
+        self._rows[key] = _ABSENT
 
     def __iter__(self) -> Iterator[str]:
+        self.flush()
         return (key.removeprefix(self.prefix) for key in learned if key.startswith(self.prefix))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def flush(self) -> None:
+        """Write the changed rows to the table (its changelog)."""
+        for key in self._changed:
+            learned[self.prefix + key] = self._rows[key]
+        self._changed.clear()
 
-_recommenders: dict[int, Recommender] = {}
+
+#: partition -> its learning and ranking core, and the tables that hold its models' state
+_recommenders: dict[int, tuple[Recommender, list[PartitionTable]]] = {}
 
 
 def recommender(partition: int) -> Recommender:
     """The learning and ranking core of one partition of learners, its state in ``learned``."""
     if partition not in _recommenders:
-        _recommenders[partition] = Recommender.over(
-            lambda model: PartitionTable(partition, model), explore_share=settings.explore_share
-        )
-    return _recommenders[partition]
+        tables: list[PartitionTable] = []
+
+        def table(model: str) -> PartitionTable:
+            tables.append(PartitionTable(partition, model))
+            return tables[-1]
+
+        _recommenders[partition] = (Recommender.over(table, explore_share=settings.explore_share), tables)
+    return _recommenders[partition][0]
+
+
+def save_learned(partition: int) -> None:
+    """Send what a partition's models learned to the ``learned`` table."""
+    for table in _recommenders[partition][1]:
+        table.flush()
+
+
+@app.on_partitions_revoked.connect
+async def drop_revoked_models(sender: faust.App, revoked: set, **kwargs: object) -> None:
+    """Drop the in-memory state of revoked partitions: another worker may change it meanwhile."""
+    for tp in revoked:
+        if tp.topic == learner_events.get_topic_name():
+            _recommenders.pop(tp.partition, None)
 
 
 class CourseIndex(mode.Service):
@@ -269,10 +315,14 @@ class CourseIndex(mode.Service):
             if point is not None and version in (None, point.payload.get("model_version"))
         }
 
-    async def candidates(self, profile: LearnerProfile, limit: int, ids: Sequence[str] = ()) -> list[Candidate]:
+    async def candidates(
+        self, profile: LearnerProfile, limit: int, ids: Sequence[str] = (), with_vectors: bool = False
+    ) -> list[Candidate]:
         """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
         using, version = self.config.ranking_vector, self.model_version
-        return await self._in_store("search", lambda s: candidates_for(s, profile, using, limit, version, ids))
+        return await self._in_store(
+            "search", lambda s: candidates_for(s, profile, using, limit, version, ids, with_vectors)
+        )
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
@@ -373,7 +423,8 @@ async def recommend(engine: Recommender, profile: LearnerProfile, policy: str, n
     k = settings.recommendations_k
     ids = engine.candidate_ids(profile, k, now)
     for limit in (k, WIDER * k):
-        items = engine.recommend(profile, await course_index.candidates(profile, limit, ids), k, policy, now, seed)
+        candidates = await course_index.candidates(profile, limit, ids, with_vectors=policy == DIVERSE)
+        items = engine.recommend(profile, candidates, k, policy, now, seed)
         if len(items) == k:
             break
     return items
@@ -423,6 +474,7 @@ async def learn(event: ClickEvent | VideoEvent | QuizEvent, message: Message) ->
         offset=message.offset,
         shown=shown,
     )
+    save_learned(message.partition)
     # Written even when the event was redelivered and skipped: after a crash the local
     # store can be ahead of the changelog (rows written, not yet sent), and this sends them.
     profiles[message.key] = profile.to_bytes()

@@ -295,6 +295,32 @@ def bench_encoder(
     typer.echo(json.dumps(figures, indent=2))
 
 
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+@bench.command("pipeline")
+def bench_pipeline(
+    events: Annotated[int, typer.Option(help="Learner events sent as fast as possible (ceiling and saturation).")] = 20_000,
+    catalogues: Annotated[str, typer.Option(help="Catalogue sizes, comma-separated; the first is the main worker's.")] = "1000,10000,100000",
+    learners: Annotated[str, typer.Option(help="Learner counts to grow the main worker to, comma-separated.")] = "10000,100000",
+    loads: Annotated[str, typer.Option(help="Offered loads (events/s) for latency, comma-separated.")] = "200,1000",
+    load_seconds: Annotated[float, typer.Option(help="Seconds each offered load lasts.")] = 10.0,
+    scale_load: Annotated[float, typer.Option(help="Offered load (events/s) of the cost-growth runs.")] = 200.0,
+    data: Annotated[Optional[Path], typer.Option(help="The shared data folder (OULAD, EdNet).")] = None,
+) -> None:
+    """Worker throughput against a bare Kafka pass-through, latency, and cost growth (JSON, then a table on stderr)."""
+    from streams.bench import SHARED_DATA, run_pipeline_benchmark, table
+
+    figures = run_pipeline_benchmark(
+        events=events, catalogue_sizes=_sizes(catalogues), learner_counts=_sizes(learners),
+        loads=[float(rate) for rate in loads.split(",")], load_seconds=load_seconds, scale_load=scale_load,
+        data=data or SHARED_DATA,
+    )
+    typer.echo(json.dumps(figures, indent=2))
+    typer.echo(table(figures), err=True)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cli()

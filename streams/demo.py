@@ -11,6 +11,7 @@ when every event has its recommendation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -57,6 +58,22 @@ def embedded_env(bootstrap_servers: str, encoder_url: str, data_dir: Path, app_i
                   "content_retry", "course_vectors"):
         env[f"COURSESTREAM_TOPIC_{topic.upper()}"] = f"{app_id}.{topic.replace('_', '-')}"
     return env
+
+
+@contextlib.contextmanager
+def embedded_services() -> Iterator[tuple[EmbeddedBroker, str]]:
+    """A Tansu broker and the encoder service (in this process, CPU, models loaded): the broker and
+    the encoder's URL. Both stop on exit."""
+    from encoders.service import serve_in_background
+    from encoders.settings import EncoderSettings
+
+    with EmbeddedBroker() as broker:
+        encoder = serve_in_background(EncoderSettings(), port=0)
+        try:
+            encoder.wait_ready()
+            yield broker, encoder.url
+        finally:
+            encoder.stop()
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
@@ -182,15 +199,10 @@ async def _demo(settings: Settings, max_events: int | None, show: int, rate: flo
 
 def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    from encoders.service import serve_in_background
-    from encoders.settings import EncoderSettings
-
-    with tempfile.TemporaryDirectory(prefix="coursestream-demo-") as tmp, EmbeddedBroker() as broker:
+    with tempfile.TemporaryDirectory(prefix="coursestream-demo-") as tmp, embedded_services() as (broker, encoder_url):
         print(f"broker (tansu) on {broker.bootstrap_servers}; state under {tmp}", flush=True)
-        encoder = serve_in_background(EncoderSettings(), port=0)
-        encoder.wait_ready()
-        print(f"encoder service on {encoder.url}", flush=True)
-        env = embedded_env(broker.bootstrap_servers, encoder.url, Path(tmp))
+        print(f"encoder service on {encoder_url}", flush=True)
+        env = embedded_env(broker.bootstrap_servers, encoder_url, Path(tmp))
         settings = settings_from(env)
         ensure_topics(settings)
         worker = WorkerProcess(env, Path(tmp) / "worker.log").start()
@@ -201,7 +213,6 @@ def run_demo(max_events: int | None = 2000, show: int = 5, rate: float | None = 
             return 130
         finally:
             code = worker.stop()
-            encoder.stop()
             if code not in (0, -signal.SIGTERM):
                 print(f"worker exited with {code}; its log:\n{worker.log()[-5000:]}")
         print("summary: " + ", ".join(f"{key}={value}" for key, value in figures.items()), flush=True)

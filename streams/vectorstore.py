@@ -13,6 +13,7 @@ Calls are blocking: the worker runs them off the event loop.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +34,9 @@ PAGE = 1000
 KEYWORD_FIELDS = ("course_id", "language", "level", "part_of", "skills", "prerequisites", "model_version")
 
 
+@functools.lru_cache(maxsize=200_000)
 def point_id(course_id: str) -> str:
-    """The Qdrant point id of a course.
+    """The Qdrant point id of a course (cached: every candidate search names dozens).
 
     >>> point_id("cs101") == point_id("cs101") != point_id("cs102")
     True
@@ -82,19 +84,20 @@ class Source:
     ids: Collection[str] | None = None
 
 
-#: Reciprocal rank fusion's k (Qdrant's default): the fused order matters little, the
-#: re-ranker orders the candidates; fusion makes them one call and one list.
-RRF_K = 60
-
-
-def _similarities(vector: np.ndarray | None, hits: Sequence[tuple[Mapping[str, Any], Any]], using: str) -> list[Candidate]:
-    """Candidates with cosine similarity to ``vector`` computed from the returned vectors."""
+def _candidates(results: Sequence[Sequence[Any]], ranked: bool, using: str | None) -> list[Candidate]:
+    """The hits of each source's query, in source order, each course once. A ``ranked`` query's
+    score is the cosine to its vector (Qdrant normalises cosine vectors); ``using`` names the
+    vector the hits carry, if any."""
+    seen: set[str] = set()
     candidates = []
-    norm = float(np.linalg.norm(vector)) if vector is not None else 0.0
-    for payload, vectors in hits:
-        course_vector = np.asarray(vectors[using], dtype=np.float32)
-        similarity = float(course_vector @ vector) / (norm * float(np.linalg.norm(course_vector)) or 1.0) if norm else 0.0
-        candidates.append(Candidate(payload["course_id"], similarity, payload, course_vector))
+    for hits in results:
+        for hit in hits:
+            course_id = hit.payload["course_id"]
+            if course_id in seen:
+                continue
+            seen.add(course_id)
+            vector = np.asarray(hit.vector[using], dtype=np.float32) if using else None
+            candidates.append(Candidate(course_id, float(hit.score) if ranked else 0.0, hit.payload, vector))
     return candidates
 
 
@@ -125,11 +128,13 @@ class VectorStore(Protocol):
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
+        with_vectors: bool = False,
     ) -> list[Candidate]:
-        """Candidates of all ``sources`` in one Query API call: one prefetch each, fused by
-        reciprocal rank; never ``exclude`` ids. Each candidate's similarity is its cosine to
-        ``vector`` (0 without one: the prefetches then only filter)."""
+        """Candidates of all ``sources`` in one batch of queries, one a source, in source order
+        with each course once; never ``exclude`` ids. Each candidate's similarity is its cosine to
+        ``vector`` (Qdrant's score; 0 without a vector: the sources then only filter). Their
+        ``using`` vectors come back only ``with_vectors``: moving them costs more than the search."""
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
@@ -191,8 +196,14 @@ class EdgeVectorStore:
             )
         )
 
+    def optimize(self) -> None:
+        """Build the search index now rather than during the first queries (after a bulk load)."""
+        if self._shard is not None:
+            self._shard.optimize()
+
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
+        with_vectors: bool = False,
     ) -> list[Candidate]:
         if self._shard is None or not sources:
             return []
@@ -200,22 +211,15 @@ class EdgeVectorStore:
         nearest = q.Query.Nearest(vector.astype(np.float32).tolist(), using=using) if vector is not None else None
         must_not = [q.HasIdCondition({point_id(c) for c in exclude})] if exclude else None
 
-        def prefetch(source: Source) -> Any:
+        def request(source: Source) -> Any:
             must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in source.match.items()]
             if source.ids is not None:
                 must.append(q.HasIdCondition({point_id(c) for c in source.ids}))
-            return q.Prefetch(limit=source.limit, query=nearest, filter=q.Filter(must=must or None, must_not=must_not))
+            return q.QueryRequest(limit=source.limit, query=nearest, filter=q.Filter(must=must or None, must_not=must_not),
+                                  with_payload=True, with_vector=[using] if with_vectors else None)
 
-        hits = self._shard.query(
-            q.QueryRequest(
-                limit=sum(source.limit for source in sources),
-                prefetches=[prefetch(source) for source in sources],
-                query=q.Fusion.Rrf(k=RRF_K),
-                with_payload=True,
-                with_vector=[using],
-            )
-        )
-        return _similarities(vector, [(h.payload, h.vector) for h in hits], using)
+        results = self._shard.query_batch(q.QueryBatchRequest([request(source) for source in sources]))
+        return _candidates(results, nearest is not None, using if with_vectors else None)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -286,7 +290,8 @@ class QdrantClientVectorStore:
         )
 
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
+        with_vectors: bool = False,
     ) -> list[Candidate]:
         if not sources or not self._has_collection():
             return []
@@ -294,24 +299,18 @@ class QdrantClientVectorStore:
         nearest = vector.astype(np.float32).tolist() if vector is not None else None
         must_not = [m.HasIdCondition(has_id=[point_id(c) for c in exclude])] if exclude else None
 
-        def prefetch(source: Source) -> Any:
+        def request(source: Source) -> Any:
             must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in source.match.items()]
             if source.ids is not None:
                 must.append(m.HasIdCondition(has_id=[point_id(c) for c in source.ids]))
-            return m.Prefetch(
+            return m.QueryRequest(
                 query=nearest, using=using if nearest else None, limit=source.limit,
                 filter=m.Filter(must=must or None, must_not=must_not),
+                with_payload=True, with_vector=[using] if with_vectors else False,
             )
 
-        response = self._client.query_points(
-            self._collection,
-            prefetch=[prefetch(source) for source in sources],
-            query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)),
-            limit=sum(source.limit for source in sources),
-            with_payload=True,
-            with_vectors=[using],
-        )
-        return _similarities(vector, [(h.payload, h.vector) for h in response.points], using)
+        responses = self._client.query_batch_points(self._collection, [request(source) for source in sources])
+        return _candidates([r.points for r in responses], nearest is not None, using if with_vectors else None)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
@@ -355,6 +354,7 @@ def candidates_for(
     limit: int,
     model_version: str | None = None,
     ids: Sequence[str] = (),
+    with_vectors: bool = False,
 ) -> list[Candidate]:
     """A learner's candidates in one query: the courses nearest their interest, those their last
     course unlocks, and ``ids`` (what others took next, what is popular: see
@@ -364,7 +364,7 @@ def candidates_for(
     are excluded by the query, older ones (known only to the profile's Bloom filter) by the
     ranking, which also drops courses the learner is not ready for. Only vectors of
     ``model_version`` answer, when it is given, and only courses in the learner's language,
-    once it is known.
+    once it is known. ``with_vectors``: the candidates carry their vectors (for diversity).
     """
     match = {"model_version": model_version} if model_version else {}
     if profile.language:
@@ -376,4 +376,4 @@ def candidates_for(
         sources.append(Source(limit, {**match, "prerequisites": profile.recent[-1]}))
     if ids:
         sources.append(Source(len(ids), match, ids=ids))
-    return store.query(profile.interest, using, sources, exclude=profile.recent)
+    return store.query(profile.interest, using, sources, exclude=profile.recent, with_vectors=with_vectors)

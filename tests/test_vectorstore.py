@@ -65,21 +65,25 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
     assert sorted(p["course_id"] for p in store.payloads()) == sorted(p.course_id for p in points)
 
 
-def test_sources_are_fused_in_one_query(store: VectorStore, points: list[CoursePoint]) -> None:
+def test_sources_come_back_as_one_list(store: VectorStore, points: list[CoursePoint]) -> None:
     """Nearest, filtered and by-id sources come back as one list, each course once, with its
-    cosine to the query; without a query vector the sources only filter."""
+    cosine to the query (and its vector when asked); without a query vector the sources only filter."""
     store.ensure_collection({"text": 384})
     store.upsert(points)
     query = points[7].vectors["text"]
     wanted = [points[100].course_id, points[101].course_id]
     french = Source(3, {"language": "fr"})
-    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
+    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)], with_vectors=True)
     ids = [h.course_id for h in hits]
     assert len(ids) == len(set(ids))
     assert set(exact_top(points, query, 5)) | set(wanted) <= set(ids)
     assert set(exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")) <= set(ids)
     for hit in hits:
         assert hit.similarity == pytest.approx(float(hit.vector @ query), abs=1e-4)
+    without = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
+    assert [h.course_id for h in without] == ids
+    assert [h.similarity for h in without] == pytest.approx([h.similarity for h in hits], abs=1e-6)
+    assert all(h.vector is None for h in without)
     cold = store.query(None, "text", [Source(2, ids=wanted)])
     assert sorted(h.course_id for h in cold) == sorted(wanted) and all(h.similarity == 0.0 for h in cold)
 

@@ -1,0 +1,553 @@
+"""``coursestream bench pipeline``: the stream worker against a bare Kafka pass-through, on one machine.
+
+Everything runs on the embedded broker (Tansu) with the encoder service in this process, as in
+``coursestream demo``; the learner events are real (OULAD module AAA and EdNet-KT4 from
+``../shared/data``, interleaved by time since each log's start) and so is the catalogue (OULAD
+AAA's resources and assessments, EdNet's TOEIC parts, embedded by the encoder service). One run
+measures:
+
+- **ceiling**: a bare aiokafka consume-then-produce process passing the same events from a
+  learner-events topic to a recommendations topic (same partitions, same broker, same fetch
+  wait as the worker);
+- **worker**: the same events through one worker, as fast as the producer sends them: events/s
+  with a recommendation published for every one, and ``ratio_to_passthrough``;
+- **freshness**: event-to-recommendation latency (the event's produce time, which the worker
+  copies into ``trigger.ingested_at``, to the recommendation's arrival at a consumer) at
+  saturation and at fixed offered loads from a paced producer;
+- **cost growth**: latency at one offered load with catalogues of growing size (real course
+  vectors plus noisy copies, each copy's payload labelled ``synthetic_copy_of``) and with
+  growing numbers of learners (copies of real learners with remapped ids, ``~L<copy>``), bytes
+  per learner profile and the worker's resident memory.
+
+Every measured event must come out as exactly one recommendation naming it as its trigger;
+``checks`` counts what did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import math
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from online.events import ClickEvent, CourseContent, QuizEvent, VideoEvent
+from online.sources import InvalidRow, ednet_catalogue, oulad_catalogue, read_ednet_kt4, read_oulad
+from streams.demo import WorkerProcess, embedded_env, embedded_services, settings_from
+from streams.embedded_broker import FETCH_MAX_WAIT_MS, true_end_offsets
+from streams.encoder_client import EncoderClient
+from streams.replay import replay_events
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
+
+LearnerEvent = ClickEvent | VideoEvent | QuizEvent
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The OULAD presentations replayed (the ones meant for tuning and benchmarks).
+OULAD_PRESENTATIONS = [("AAA", "2013J"), ("AAA", "2014J")]
+#: Standard deviation of the noise added to each component of a copied course vector (384-d,
+#: unit length): a copy's cosine to its original is about 0.9.
+COPY_NOISE = 0.025
+#: Learner events sent (and answered) before anything is measured.
+WARM_UP_EVENTS = 200
+
+
+_START = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """A line on stderr: where the run is (stdout is for the figures)."""
+    print(f"[{time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def real_events(data: Path, limit: int) -> list[LearnerEvent]:
+    """The first ``limit`` events of OULAD AAA and EdNet-KT4 together, each log's time counted from its start."""
+
+    def timed(results: Iterable[Any]) -> Iterator[tuple[float, LearnerEvent]]:
+        start = None
+        for result in results:
+            if isinstance(result, InvalidRow):
+                continue
+            start = result.event_time.timestamp() if start is None else start
+            yield result.event_time.timestamp() - start, result
+
+    logs = [
+        timed(read_oulad(data / "oulad", presentations=OULAD_PRESENTATIONS)),
+        timed(read_ednet_kt4(data / "ednet" / "KT4")),
+    ]
+    merged = heapq.merge(*logs, key=lambda pair: pair[0])
+    return [event for _, event in (next(merged) for _ in range(limit))]
+
+
+def real_catalogue(data: Path) -> list[CourseContent]:
+    return [*oulad_catalogue(data / "oulad", presentations=OULAD_PRESENTATIONS),
+            *ednet_catalogue(data / "ednet" / "contents")]
+
+
+async def embed(encoder_url: str, courses: Sequence[CourseContent], batch: int = 32) -> list[CoursePoint]:
+    """The courses as the worker would index them, embedded by the encoder service."""
+    client = EncoderClient(encoder_url, timeout_s=300)
+    points = []
+    try:
+        for start in range(0, len(courses), batch):
+            chunk = courses[start : start + batch]
+            result = await client.embed(chunk)
+            points += [course_point(c, e.vectors, result.model_version, None) for c, e in zip(chunk, result.embeddings)]
+    finally:
+        await client.aclose()
+    return points
+
+
+def scaled_catalogue(real: Sequence[CoursePoint], size: int, using: str, seed: int = 0) -> list[CoursePoint]:
+    """The real courses, then noisy copies of them up to ``size`` (labelled ``synthetic_copy_of``).
+
+    Copies carry only the ranking vector (``using``): the worker reads no other."""
+    rng = np.random.default_rng(seed)
+    points = list(real[:size])
+    for n in range(size - len(points)):
+        original = real[n % len(real)]
+        vector = original.vectors[using] + rng.normal(0.0, COPY_NOISE, original.vectors[using].shape)
+        vector = (vector / np.linalg.norm(vector)).astype(np.float32)
+        course_id = f"{original.course_id}~copy{n}"
+        payload = {**original.payload, "course_id": course_id, "synthetic_copy_of": original.course_id}
+        points.append(CoursePoint(course_id, {using: vector}, payload))
+    return points
+
+
+def build_store(path: Path, points: Sequence[CoursePoint], batch: int = 2000) -> float:
+    """Write the worker's embedded vector store before it starts; returns the seconds taken."""
+    started = time.monotonic()
+    store = EdgeVectorStore(path)
+    store.ensure_collection({name: len(vector) for point in points for name, vector in point.vectors.items()})
+    for start in range(0, len(points), batch):
+        store.upsert(points[start : start + batch])
+    store.optimize()
+    store.close()
+    return time.monotonic() - started
+
+
+def learner_copy(event: LearnerEvent, copy: int, occurrence: str = "") -> LearnerEvent:
+    """The event as copy ``copy`` of its learner made it (``occurrence`` tells repeats apart): ids remapped."""
+    return event.model_copy(update={"user_id": f"{event.user_id}~L{copy}",
+                                    "event_id": f"{event.event_id}~L{copy}{occurrence}"})
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def latency_figures(latencies_ms: Sequence[float]) -> dict[str, float]:
+    if not latencies_ms:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    return {"p50_ms": round(statistics.median(latencies_ms), 1), "p99_ms": round(percentile(latencies_ms, 99), 1),
+            "max_ms": round(max(latencies_ms), 1)}
+
+
+class Collector:
+    """Reads a topic from its start for the whole run, noting when each record arrived."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        #: (arrival time, the record's Kafka timestamp in ms, its value)
+        self.records: list[tuple[float, int, bytes]] = []
+        self._task: asyncio.Task | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> Collector:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **self.settings.kafka_client_options(),
+        )
+        await consumer.start()
+        partitions = [TopicPartition(self.topic, p) for p in range(self.settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._run(consumer))
+        return self
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                arrived = time.time()
+                for batch in batches.values():
+                    self.records.extend((arrived, message.timestamp, message.value) for message in batch)
+                self._arrived.set()
+        finally:
+            await consumer.stop()
+
+    async def until(self, count: int, timeout_s: float) -> bool:
+        """Wait until ``count`` records arrived in all; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.records) < count:
+            if time.monotonic() > deadline or (self._task is not None and self._task.done()):
+                return False
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), 1.0)
+            except TimeoutError:
+                pass
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came out for an event: which event it answers, for whom, and when that event was produced."""
+
+    event_id: str
+    user_id: str
+    kind: str
+    produced_at: float
+
+    @classmethod
+    def of_recommendation(cls, timestamp_ms: int, raw: bytes) -> Answer:
+        recommendation = json.loads(raw)
+        trigger = recommendation["trigger"]
+        produced_at = datetime.fromisoformat(trigger["ingested_at"]).timestamp()
+        return cls(trigger["event_id"], recommendation["user_id"], trigger["kind"], produced_at)
+
+    @classmethod
+    def of_passed_event(cls, timestamp_ms: int, raw: bytes) -> Answer:
+        """The pass-through's output is the event itself, with the input's timestamp."""
+        event = json.loads(raw)
+        return cls(event["event_id"], event["user_id"], event["kind"], timestamp_ms / 1000)
+
+
+@dataclass
+class Phase:
+    """Events sent in one go and what came back for them."""
+
+    events: list[LearnerEvent]
+    rate: float | None
+    sent_at: float = 0.0
+    send_s: float = 0.0
+    cpu_s: float | None = None
+    answers: list[tuple[float, Answer]] = field(default_factory=list)
+
+    def check(self) -> Counter:
+        """Missing, duplicate and wrongly attributed recommendations of this phase's events."""
+        by_trigger: dict[str, list[Answer]] = {}
+        for _, answer in self.answers:
+            by_trigger.setdefault(answer.event_id, []).append(answer)
+        problems: Counter = Counter()
+        for event in self.events:
+            recs = by_trigger.pop(event.event_id, [])
+            problems["missing"] += not recs
+            problems["duplicate"] += max(0, len(recs) - 1)
+            problems["wrong_trigger"] += sum(a.user_id != event.user_id or a.kind != event.kind for a in recs)
+        problems["unexpected"] += sum(map(len, by_trigger.values()))
+        return problems
+
+    def figures(self) -> dict[str, Any]:
+        latencies = [(arrived - answer.produced_at) * 1000 for arrived, answer in self.answers]
+        last = max((arrived for arrived, _ in self.answers), default=self.sent_at)
+        return {
+            "events": len(self.events),
+            "offered_per_s": self.rate or "max",
+            "sent_per_s": round(len(self.events) / self.send_s, 1) if self.send_s else None,
+            "events_per_s": round(len(self.answers) / max(last - self.sent_at, 1e-9), 1),
+            "cpu_ms_per_event": round(1000 * self.cpu_s / len(self.events), 3) if self.cpu_s is not None else None,
+            **latency_figures(latencies),
+        }
+
+
+class Pipeline:
+    """A topic pair on the broker with whatever processes its events (a worker or the pass-through)."""
+
+    def __init__(self, settings: Settings, pid: int, answer: Callable[[int, bytes], Answer] = Answer.of_recommendation
+                 ) -> None:
+        self.settings, self.pid, self.answer = settings, pid, answer
+        self.collector = Collector(settings, settings.topic_recommendations)
+        self.phases: list[Phase] = []
+
+    async def send(self, events: list[LearnerEvent], rate: float | None = None, timeout_s: float = 600.0) -> Phase:
+        """Send the events (paced at ``rate``, else as fast as possible) and wait for their answers."""
+        phase = Phase(events, rate)
+        expected = len(self.collector.records) + len(events)
+        cpu_before = cpu_seconds(self.pid)
+        phase.sent_at = time.time()
+        started = time.monotonic()
+        await replay_events(self.settings, events, rate=rate, progress=False)
+        phase.send_s = time.monotonic() - started
+        await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
+        phase.cpu_s = cpu_seconds(self.pid) - cpu_before
+        phase.answers = [(arrived, self.answer(timestamp, raw))
+                         for arrived, timestamp, raw in self.collector.records[expected - len(events):]]
+        self.phases.append(phase)
+        return phase
+
+
+def _passthrough(bootstrap_servers: str, source: str, destination: str, partitions: int) -> None:
+    """The ceiling: consume, then produce each record unchanged (a process of its own)."""
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                    fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=0)
+        await consumer.start()
+        await producer.start()
+        assigned = [TopicPartition(source, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        while True:
+            for tp, batch in (await consumer.getmany(timeout_ms=100)).items():
+                for message in batch:
+                    await producer.send(destination, message.value, key=message.key, partition=tp.partition,
+                                        timestamp_ms=message.timestamp)
+
+    asyncio.run(run())
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux): unlike wall time,
+    it does not grow when other processes share the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process, MB (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {name: round(int(fields[key].split()[0]) / 1024, 1) for name, key in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM"))}
+
+
+async def profile_bytes(settings: Settings) -> dict[str, float]:
+    """Size of each learner's latest profile row, from the profiles table's changelog."""
+    topic = f"{settings.app_id}-profiles-changelog"
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                                fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    await consumer.start()
+    sizes: dict[bytes, int] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await true_end_offsets(settings.kafka_bootstrap_servers, await consumer.end_offsets(partitions))
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                sizes.update((message.key, len(message.value or b"")) for message in batch)
+    finally:
+        await consumer.stop()
+    values = list(sizes.values())
+    return {"learners": len(values), "mean_bytes": round(statistics.fmean(values), 1) if values else 0,
+            "max_bytes": max(values, default=0)}
+
+
+@dataclass
+class Setup:
+    """What every worker of a run shares."""
+
+    bootstrap_servers: str
+    encoder_url: str
+    workdir: Path
+    partitions: int
+    real_points: list[CoursePoint]
+
+
+def _worker_env(setup: Setup, name: str) -> dict[str, str]:
+    return embedded_env(setup.bootstrap_servers, setup.encoder_url, setup.workdir / name / "state",
+                        app_id=f"bench-{name}", partitions=setup.partitions)
+
+
+async def _worker_pipeline(setup: Setup, name: str, catalogue_size: int, warm_up: list[LearnerEvent]
+                           ) -> tuple[Pipeline, WorkerProcess, dict[str, Any]]:
+    """A worker over a catalogue of ``catalogue_size`` courses, started and answering."""
+    env = _worker_env(setup, name)
+    settings = settings_from(env)
+    ensure_topics(settings)
+    points = scaled_catalogue(setup.real_points, catalogue_size, settings.ranking_vector)
+    build_s = build_store(settings.data_dir / "qdrant-edge", points)
+    (setup.workdir / name).mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(env, setup.workdir / name / "worker.log").start()
+    pipeline = Pipeline(settings, worker.process.pid)
+    await pipeline.collector.start()
+    started = time.monotonic()
+    await pipeline.send(warm_up, timeout_s=300)
+    catalogue = {"courses": len(points), "real": min(len(points), len(setup.real_points)),
+                 "synthetic_copies": max(0, len(points) - len(setup.real_points)),
+                 "store_build_s": round(build_s, 1), "worker_ready_s": round(time.monotonic() - started, 1)}
+    return pipeline, worker, catalogue
+
+
+async def _ceiling(setup: Setup, warm_up: list[LearnerEvent], events: list[LearnerEvent]) -> dict[str, Any]:
+    settings = settings_from(_worker_env(setup, "passthrough"))
+    ensure_topics(settings)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_passthrough, daemon=True,
+        args=(settings.kafka_bootstrap_servers, settings.topic_learner_events, settings.topic_recommendations,
+              settings.partitions),
+    )
+    process.start()
+    pipeline = Pipeline(settings, process.pid, Answer.of_passed_event)
+    await pipeline.collector.start()
+    try:
+        await pipeline.send(warm_up, timeout_s=120)
+        phase = await pipeline.send(events, timeout_s=120)
+    finally:
+        process.terminate()
+        process.join(10)
+        await pipeline.collector.stop()
+    figures = phase.figures()
+    return {key: figures[key] for key in ("events", "sent_per_s", "events_per_s", "cpu_ms_per_event")
+            } | {"checks": dict(phase.check())}
+
+
+def _learner_scale_events(base: Sequence[LearnerEvent], learners: int, already: int, measure: int, seed: int
+                          ) -> tuple[list[LearnerEvent], list[LearnerEvent]]:
+    """Events that bring the worker's learners from ``already`` to ``learners`` (each new copy's
+    first event), then ``measure`` later events of learners picked at random among them."""
+    by_learner: dict[str, list[LearnerEvent]] = {}
+    for event in base:
+        by_learner.setdefault(event.user_id, []).append(event)
+    real = sorted(by_learner)
+    new = [learner_copy(by_learner[real[n % len(real)]][0], n // len(real)) for n in range(already, learners)]
+    rng = random.Random(seed)
+    later = []
+    for m in range(measure):
+        n = rng.randrange(learners)
+        history = by_learner[real[n % len(real)]]
+        later.append(learner_copy(history[m % len(history)], n // len(real), f"~m{learners}.{m}"))
+    return new, later
+
+
+def run_pipeline_benchmark(
+    events: int = 20_000,
+    catalogue_sizes: Sequence[int] = (1_000, 10_000, 100_000),
+    learner_counts: Sequence[int] = (10_000, 100_000),
+    loads: Sequence[float] = (200.0, 1_000.0),
+    load_seconds: float = 10.0,
+    scale_load: float = 200.0,
+    partitions: int = 2,
+    data: Path = SHARED_DATA,
+) -> dict[str, Any]:
+    """One run of the whole benchmark (see the module docstring); a JSON-able dict."""
+    return asyncio.run(_run(events, catalogue_sizes, learner_counts, loads, load_seconds, scale_load, partitions, data))
+
+
+async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Sequence[int], loads: Sequence[float],
+               load_seconds: float, scale_load: float, partitions: int, data: Path) -> dict[str, Any]:
+    per_load = [int(rate * load_seconds) for rate in loads]
+    scale_events = int(scale_load * load_seconds)
+    progress("reading the real learner events")
+    base = real_events(data, WARM_UP_EVENTS + n_events + sum(per_load) + scale_events)
+    warm_up, rest = base[:WARM_UP_EVENTS], base[WARM_UP_EVENTS:]
+    saturating, rest = rest[:n_events], rest[n_events:]
+    paced = []
+    for count in per_load:
+        paced.append(rest[:count])
+        rest = rest[count:]
+    result: dict[str, Any] = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="coursestream-bench-") as tmp, embedded_services() as (broker, encoder_url):
+        catalogue = real_catalogue(data)
+        progress(f"embedding the real catalogue ({len(catalogue)} courses)")
+        real_points = await embed(encoder_url, catalogue)
+        setup = Setup(broker.bootstrap_servers, encoder_url, Path(tmp), partitions, real_points)
+        result["data"] = {"events": "OULAD AAA 2013J+2014J and EdNet-KT4 (real), interleaved by time since each "
+                          "log's start", "catalogue": f"{len(real_points)} real courses (OULAD AAA, EdNet TOEIC parts)"
+                          " embedded by the encoder service; larger catalogues add noisy copies (synthetic_copy_of)"}
+        progress("pass-through (ceiling)")
+        result["ceiling"] = await _ceiling(setup, warm_up, saturating)
+        progress(f"ceiling: {result['ceiling']['events_per_s']} events/s; starting the worker over {catalogue_sizes[0]:,} courses")
+        checks: Counter = Counter()
+        first, *others = catalogue_sizes
+        pipeline, worker, built = await _worker_pipeline(setup, f"c{first}", first, warm_up)
+        try:
+            progress(f"worker: {len(saturating):,} events as fast as they go")
+            saturated = await pipeline.send(saturating)
+            result["worker"] = {**saturated.figures(), "catalogue": built}
+            result["worker"]["ratio_to_passthrough"] = round(
+                result["worker"]["events_per_s"] / result["ceiling"]["events_per_s"], 3)
+            # the same ratio in CPU time per event: what it would be on cores of its own
+            result["worker"]["cpu_ratio_to_passthrough"] = round(
+                result["ceiling"]["cpu_ms_per_event"] / result["worker"]["cpu_ms_per_event"], 3)
+            result["freshness"] = {"saturation": saturated.figures()}
+            for rate, events in zip(loads, paced):
+                progress(f"worker: {len(events):,} events at {rate:g}/s")
+                result["freshness"][f"{rate:g}/s"] = (await pipeline.send(events, rate=rate)).figures()
+            scale = {f"{first}": result["freshness"].get(f"{scale_load:g}/s")}
+            learners_seen = 0
+            by_learners = {}
+            for count in learner_counts:
+                new, later = _learner_scale_events(base, count, learners_seen, scale_events, seed=count)
+                progress(f"worker: {len(new):,} events of new learners (to {count:,}), then {len(later):,} at {scale_load:g}/s")
+                await pipeline.send(new)
+                learners_seen = max(learners_seen, count)
+                by_learners[str(count)] = (await pipeline.send(later, rate=scale_load)).figures()
+            result["worker"].update(rss_mb(worker.process.pid))
+            result["profiles"] = await profile_bytes(pipeline.settings)
+            for phase in pipeline.phases:
+                checks.update(phase.check())
+            checked = sum(len(phase.events) for phase in pipeline.phases)
+        finally:
+            await pipeline.collector.stop()
+            worker.stop()
+        by_catalogue = {str(first): {**(scale[str(first)] or {}), **built}}
+        for size in others:
+            progress(f"worker over {size:,} courses")
+            pipeline, worker, built = await _worker_pipeline(setup, f"c{size}", size, warm_up)
+            try:
+                phase = await pipeline.send(saturating[:scale_events], rate=scale_load)
+                by_catalogue[str(size)] = {**phase.figures(), **built, **rss_mb(worker.process.pid)}
+                for phase in pipeline.phases:
+                    checks.update(phase.check())
+                checked += sum(len(phase.events) for phase in pipeline.phases)
+            finally:
+                await pipeline.collector.stop()
+                worker.stop()
+        result["cost_growth"] = {"offered_per_s": scale_load, "by_catalogue_size": by_catalogue,
+                                 "by_learners": by_learners}
+        result["checks"] = {"events": checked,
+                            **{k: checks.get(k, 0) for k in ("missing", "duplicate", "wrong_trigger", "unexpected")}}
+    return result
+
+
+def _machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "broker": "embedded (Tansu)"}
+
+
+def table(result: dict[str, Any]) -> str:
+    """A short human summary of :func:`run_pipeline_benchmark`'s figures."""
+    rows = [("pass-through (ceiling)", f"{result['ceiling']['events_per_s']:,.0f} events/s", "")]
+    worker = result["worker"]
+    rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
+                 f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms"))
+    for name, figures in result["freshness"].items():
+        if name != "saturation":
+            rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms", f"p99 {figures['p99_ms']} ms"))
+    growth = result["cost_growth"]
+    for size, figures in growth["by_catalogue_size"].items():
+        rows.append((f"{int(size):,} courses at {growth['offered_per_s']:g}/s", f"p50 {figures.get('p50_ms')} ms",
+                     f"p99 {figures.get('p99_ms')} ms"))
+    for count, figures in growth["by_learners"].items():
+        rows.append((f"{int(count):,} learners at {growth['offered_per_s']:g}/s", f"p50 {figures['p50_ms']} ms",
+                     f"p99 {figures['p99_ms']} ms"))
+    rows.append(("profile bytes (mean/max)", f"{result['profiles']['mean_bytes']:.0f}", f"{result['profiles']['max_bytes']}"))
+    rows.append(("worker RSS (now/peak)", f"{worker['rss_mb']} MB", f"{worker['peak_rss_mb']} MB"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>18}  {c}" for a, b, c in rows)

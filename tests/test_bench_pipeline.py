@@ -1,0 +1,80 @@
+"""`coursestream bench pipeline`, small: it runs end to end and what it measured is right (not how fast)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from streams.bench import learner_copy, percentile, real_events, scaled_catalogue
+from streams.vectorstore import CoursePoint
+from tests.kafka_io import PROJECT_ROOT
+
+
+def test_scaled_catalogue_keeps_the_real_courses_and_labels_the_copies() -> None:
+    rng = np.random.default_rng(1)
+    real = [CoursePoint(f"c{i}", {"text": (v := rng.normal(size=384).astype(np.float32)) / np.linalg.norm(v)},
+                        {"course_id": f"c{i}", "part_of": "p"}) for i in range(3)]
+    catalogue = scaled_catalogue(real, 10, "text")
+    assert [p.course_id for p in catalogue[:3]] == ["c0", "c1", "c2"]
+    copies = catalogue[3:]
+    assert len({p.course_id for p in catalogue}) == 10
+    for copy in copies:
+        original = real[[p.course_id for p in real].index(copy.payload["synthetic_copy_of"])]
+        assert copy.payload["course_id"] == copy.course_id != original.course_id
+        assert copy.payload["part_of"] == "p"
+        cosine = float(copy.vectors["text"] @ original.vectors["text"])
+        assert 0.7 < cosine < 0.999 and math.isclose(float(np.linalg.norm(copy.vectors["text"])), 1.0, rel_tol=1e-5)
+
+
+def test_learner_copies_remap_ids_and_keep_the_rest(shared_data) -> None:
+    event = real_events(shared_data, 1)[0]
+    copy = learner_copy(event, 3, "~m1")
+    assert (copy.user_id, copy.event_id) == (f"{event.user_id}~L3", f"{event.event_id}~L3~m1")
+    assert copy.model_dump(exclude={"user_id", "event_id"}) == event.model_dump(exclude={"user_id", "event_id"})
+
+
+def test_percentile() -> None:
+    assert percentile(list(range(1, 101)), 99) == 99 and percentile([5.0], 50) == 5.0
+
+
+@pytest.mark.broker
+@pytest.mark.model
+def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(shared_data) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "bench", "pipeline", "--events", "300", "--catalogues", "1000",
+         "--learners", "150", "--loads", "100", "--load-seconds", "2", "--scale-load", "100"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    figures = json.loads(done.stdout)
+    # every event, of every phase and pipeline, got exactly one recommendation naming it
+    checks = figures["checks"]
+    assert checks["events"] == 200 + 300 + 200 + 150 + 200
+    assert checks["missing"] == checks["duplicate"] == checks["wrong_trigger"] == checks["unexpected"] == 0
+    assert figures["ceiling"]["checks"] == {"missing": 0, "duplicate": 0, "wrong_trigger": 0, "unexpected": 0}
+
+    worker, ceiling = figures["worker"], figures["ceiling"]
+    assert ceiling["events"] == worker["events"] == 300
+    for name in ("events_per_s", "sent_per_s", "cpu_ms_per_event"):
+        assert worker[name] > 0 and ceiling[name] > 0
+    assert worker["ratio_to_passthrough"] == pytest.approx(worker["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
+    assert 0 < worker["p50_ms"] <= worker["p99_ms"] <= worker["max_ms"]
+    assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567}
+    assert worker["rss_mb"] > 50 and worker["peak_rss_mb"] >= worker["rss_mb"]
+
+    paced = figures["freshness"]["100/s"]
+    assert paced["events"] == 200 and paced["offered_per_s"] == 100
+    assert 0 < paced["p50_ms"] <= paced["p99_ms"]
+    learners = figures["cost_growth"]["by_learners"]["150"]
+    assert learners["events"] == 200 and learners["p50_ms"] > 0
+    assert figures["cost_growth"]["by_catalogue_size"]["1000"]["courses"] == 1000
+
+    profiles = figures["profiles"]
+    assert profiles["learners"] >= 150  # the copies, besides the real learners
+    assert 0 < profiles["mean_bytes"] <= profiles["max_bytes"] <= 2048
+    assert "pass-through (ceiling)" in done.stderr and "worker, saturated" in done.stderr
