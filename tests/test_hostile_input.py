@@ -2,7 +2,7 @@
 thousand of them among valid events never stops, dead-letters each bad one and processes each
 valid one: count in = processed + dead-lettered.
 
-The long version sends more: ``HOSTILE_BAD_MESSAGES=100000 pytest tests/test_hostile_input.py``.
+The long version sends more: ``HOSTILE_BAD_MESSAGES=30000 pytest -o timeout=1800 tests/test_hostile_input.py``.
 """
 
 from __future__ import annotations
