@@ -402,7 +402,8 @@ async def dead_letter(message: Message, reason: str, error_type: str) -> None:
         failed_at=utcnow(),
     )
     metrics.dead_letters.labels(error_type).inc()
-    log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason[:200])
+    # %r: a reason quotes the message (field names, values), which must not forge log lines.
+    log.warning("dead-lettered %s[%s]@%s: %r", message.topic, message.partition, message.offset, reason[:200])
     await dead_letters.send(key=key, value=record.model_dump_json().encode())
 
 
