@@ -15,7 +15,7 @@ import pytest
 
 from encoders.service import serve_in_background
 from encoders.settings import EncoderSettings
-from online.events import CourseIndexed, ParkedContent, Recommendation
+from online.events import CourseContent, CourseIndexed, ParkedContent, Recommendation
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE, sample_events
 from streams.embedded_broker import free_port
@@ -34,22 +34,30 @@ class Nowhere:
         self.url = f"http://127.0.0.1:{self.port}"
 
 
+def send_content_and_see_it_parked(pipeline, worker) -> tuple[list[CourseContent], list[ParkedContent]]:
+    """Send 20 courses while the encoder cannot answer; wait until all are parked."""
+    s = pipeline.settings
+    courses = list(oulad_catalogue(SAMPLE))[:20]
+    wanted = {c.course_id for c in courses}
+    produce(s.kafka_bootstrap_servers, s.topic_course_content,
+            ((c.course_id.encode(), c.model_dump_json().encode()) for c in courses))
+    parked = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
+                     lambda r: {p.content.course_id for p in r} >= wanted,
+                     decode=lambda m: ParkedContent.model_validate_json(m.value), describe=worker.log)
+    assert all("unavailable" in p.last_error for p in parked)
+    return courses, parked
+
+
 def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tmp_path) -> None:
     encoder = Nowhere()
     pipeline = new_pipeline(broker, encoder, tmp_path)
     pipeline.env.update({"COURSESTREAM_ENCODER_ATTEMPTS": "2", "COURSESTREAM_RETRY_INITIAL_S": "1",
                          "COURSESTREAM_RETRY_MAX_S": "2"})
     s = pipeline.settings
-    courses = list(oulad_catalogue(SAMPLE))[:20]
-    wanted = {c.course_id for c in courses}
     worker = pipeline.worker()
     try:
-        produce(s.kafka_bootstrap_servers, s.topic_course_content,
-                ((c.course_id.encode(), c.model_dump_json().encode()) for c in courses))
-        parked = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
-                         lambda r: {p.content.course_id for p in r} >= wanted,
-                         decode=lambda m: ParkedContent.model_validate_json(m.value), describe=worker.log)
-        assert all("unavailable" in p.last_error for p in parked)
+        courses, parked = send_content_and_see_it_parked(pipeline, worker)
+        wanted = {c.course_id for c in courses}
 
         events = list(sample_events(10))
         pipeline.send_events(events)
@@ -131,17 +139,11 @@ def test_content_sent_while_the_encoder_is_too_slow_is_indexed_when_it_is_fast_a
     pipeline.env.update({"COURSESTREAM_ENCODER_TIMEOUT_S": "2", "COURSESTREAM_ENCODER_ATTEMPTS": "2",
                          "COURSESTREAM_RETRY_INITIAL_S": "1", "COURSESTREAM_RETRY_MAX_S": "4"})
     s = pipeline.settings
-    courses = list(oulad_catalogue(SAMPLE))[:20]
-    wanted = {c.course_id for c in courses}
     worker = pipeline.worker()
     try:
         stalled_at = time.monotonic()
-        produce(s.kafka_bootstrap_servers, s.topic_course_content,
-                ((c.course_id.encode(), c.model_dump_json().encode()) for c in courses))
-        parked = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
-                         lambda r: {p.content.course_id for p in r} >= wanted,
-                         decode=lambda m: ParkedContent.model_validate_json(m.value), describe=worker.log)
-        assert all("unavailable" in p.last_error for p in parked)
+        courses, parked = send_content_and_see_it_parked(pipeline, worker)
+        wanted = {c.course_id for c in courses}
         events = list(sample_events(10))
         pipeline.send_events(events)
         pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
