@@ -142,7 +142,7 @@ def test_content_sent_while_the_encoder_is_too_slow_is_indexed_when_it_is_fast_a
     worker = pipeline.worker()
     try:
         stalled_at = time.monotonic()
-        courses, parked = send_content_and_see_it_parked(pipeline, worker)
+        courses, _ = send_content_and_see_it_parked(pipeline, worker)
         wanted = {c.course_id for c in courses}
         events = list(sample_events(10))
         pipeline.send_events(events)
