@@ -13,8 +13,9 @@ time, and before anything moves, the re-ranker learns from it: the course is a p
 with the features it had for this learner just then, and the courses of the learner's last
 list that they left are negatives (with the features they were shown with); an exploring
 item rewards its bandit arm if it was taken up. Then the course's popularity and the
-transitions from the learner's recent courses count it, and the profile learns the event
-(interest, knowledge, taken courses).
+transitions from the learner's recent courses count it. Every click or view, first or not,
+counts towards the course's use (what a cohort works on now), and the profile learns the
+event (interest, knowledge, taken courses).
 
 **Ranking** (:meth:`Recommender.recommend`). Candidates come from the caller (the vector
 store: nearest by interest, unlocked by the last course, and the ids of
@@ -23,8 +24,9 @@ context; or, offline, the whole catalogue). Then:
 
 - education rules first: a course taken is dropped, and so is one whose prerequisites the
   learner has not taken (a learning path shows it after what it needs);
-- each candidate gets the :data:`FEATURES` below and the re-ranker's probability that the
-  learner takes it up next;
+- each candidate gets the :data:`FEATURES` below (popularity, use and what others did next
+  also as a share of the best candidate's: a ranking is relative, while counts grow with the
+  population) and the re-ranker's probability that the learner takes it up next;
 - policy :data:`RERANKED` orders by that probability; :data:`DIVERSE` picks by maximal
   marginal relevance among the best ``4 k`` (``online.diversity``), so the list is not ten
   near-duplicates;
