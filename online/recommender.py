@@ -13,8 +13,9 @@ time, and before anything moves, the re-ranker learns from it: the course is a p
 with the features it had for this learner just then, and the courses of the learner's last
 list that they left are negatives (with the features they were shown with); an exploring
 item rewards its bandit arm if it was taken up. Then the course's popularity and the
-transitions from the learner's recent courses count it, and the profile learns the event
-(interest, knowledge, taken courses).
+transitions from the learner's recent courses count it. Every click or view, first or not,
+counts towards the course's use (what a cohort works on now), and the profile learns the
+event (interest, knowledge, taken courses).
 
 **Ranking** (:meth:`Recommender.recommend`). Candidates come from the caller (the vector
 store: nearest by interest, unlocked by the last course, and the ids of
@@ -23,8 +24,9 @@ context; or, offline, the whole catalogue). Then:
 
 - education rules first: a course taken is dropped, and so is one whose prerequisites the
   learner has not taken (a learning path shows it after what it needs);
-- each candidate gets the :data:`FEATURES` below and the re-ranker's probability that the
-  learner takes it up next;
+- each candidate gets the :data:`FEATURES` below (popularity, use and what others did next
+  also as a share of the best candidate's: a ranking is relative, while counts grow with the
+  population) and the re-ranker's probability that the learner takes it up next;
 - policy :data:`RERANKED` orders by that probability; :data:`DIVERSE` picks by maximal
   marginal relevance among the best ``4 k`` (``online.diversity``), so the list is not ten
   near-duplicates;
@@ -60,8 +62,8 @@ True
 >>> [item.course_id for item in items]
 ['loops', 'art']
 >>> [reason.code for reason in items[0].reasons]
-['interest_similarity', 'popular_now', 'unlocked_by', 'taken_next_by_others']
->>> items[0].reasons[1].text
+['taken_next_by_others', 'interest_similarity', 'in_use_now', 'popular_now', 'unlocked_by']
+>>> items[0].reasons[3].text
 'Taken up lately by about 2 learners'
 """
 
@@ -94,24 +96,33 @@ FEATURES = (
     "similarity",         # cosine between the learner's interest and the course
     "collaborative",      # share of learners with the same recent courses who took it next
     "popularity",         # log1p(decayed number of learners who took it up lately)
+    "in_use",             # log1p(decayed number of uses lately, first or not: what the cohort works on now)
+    "popularity_share",   # popularity over the best candidate's: ranking is relative, counts grow with the cohort
+    "collaborative_share",  # collaborative over the best candidate's
+    "in_use_share",       # in_use over the best candidate's
     "unlocks",            # 1 if the learner's last course is one of its prerequisites
     "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
     "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
     "novelty",            # 1 if it is outside the learner's current context (module, programme)
     "freshness",          # 1 for a course indexed just now, halving every 14 days
 )
-#: The re-ranker before it has learned anything. Set on OULAD AAA 2013J, days up to 60 (the
-#: evaluation harness, ``online.evaluation``): popularity leads, then interest and what others
-#: did next.
+#: Features scored relative to the best candidate (``{name}_share``).
+SHARED = ("popularity", "collaborative", "in_use")
+#: The re-ranker before it has learned anything. The weights of popularity, use and what others
+#: did next (and their shares) are a listwise fit (softmax over each step's candidates) on OULAD
+#: AAA 2013J, whole presentation, in the evaluation harness (``online.evaluation``); OULAD has
+#: no content vectors, prerequisites or levels, so those keep their hand-set weights.
 PRIOR = {
-    "similarity": 3.0, "collaborative": 1.0, "popularity": 1.5, "unlocks": 1.0,
+    "similarity": 3.0, "collaborative": 2.9, "popularity": 0.4, "in_use": 0.2, "unlocks": 1.0,
+    "popularity_share": 1.2, "collaborative_share": 0.7, "in_use_share": 2.1,
     "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
 }
 PRIOR_INTERCEPT = -4.0
-#: The re-ranker's SGD step: on OULAD AAA 2013J (days up to 60) 0.005 kept NDCG@10 of the prior
-#: (0.573 against 0.574), 0.02 cost 0.013 and 0.1 cost 0.048: the negatives are the learner's
-#: own last list, a biased sample, so the model moves slowly.
-LEARNING_RATE = 0.005
+#: The re-ranker's SGD step. Its negatives are the learner's own last list, a biased sample, so
+#: learning drifts from the fitted prior: on OULAD AAA 2013J (days up to 60) NDCG@10 is 0.579
+#: with no learning, 0.575 at 0.0005 and 0.538 at 0.005. It learns slowly, to follow a
+#: catalogue or population unlike OULAD's.
+LEARNING_RATE = 0.0005
 #: Difficulty of a course level, on the scale of mastery (probability of a correct answer).
 LEVEL_DIFFICULTY = {"beginner": 0.3, "intermediate": 0.55, "advanced": 0.8}
 #: How far above current mastery the right difficulty is.
@@ -154,6 +165,7 @@ class Recommender:
     """What a group of learners shares, learned online; ranks and explains (see the module)."""
 
     popularity: DecayedPopularity = field(default_factory=DecayedPopularity)
+    usage: DecayedPopularity = field(default_factory=DecayedPopularity)
     transitions: NextCourse = field(default_factory=NextCourse)
     reranker: Reranker = field(default_factory=lambda: Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE))
     explorer: ThompsonExplorer = field(default_factory=ThompsonExplorer)
@@ -165,6 +177,7 @@ class Recommender:
         """A recommender whose models keep their state in ``tables(name)``: a stream processor's tables."""
         return cls(
             popularity=DecayedPopularity(table=tables("popularity")),
+            usage=DecayedPopularity(table=tables("usage")),
             transitions=NextCourse(table=tables("transitions")),
             reranker=Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE, table=tables("reranker")),
             explorer=ThompsonExplorer(table=tables("explorer")),
@@ -192,7 +205,10 @@ class Recommender:
         if not profile.has_taken(event.course_id):
             similarity = profile.similarity(vector) if vector is not None else 0.0
             taken_up = Candidate(event.course_id, similarity, payload)
-            self.reranker.learn_one(self.features(profile, [taken_up], time)[0], True)
+            # its shares are taken against what the learner could have been offered instead
+            offered = self.candidate_ids(profile, POOL, time)
+            others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
+            self.reranker.learn_one(self.features(profile, [taken_up, *others], time)[0], True)
             for item in shown:
                 if item.course_id != event.course_id and item.features:
                     self.reranker.learn_one(item.features, False)
@@ -200,6 +216,8 @@ class Recommender:
                     self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
             self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
+        if isinstance(event, ClickEvent | VideoEvent):
+            self.usage.learn_one(event.course_id, time)
         return profile.learn_one(
             event, vector, offset=offset, mastery=self.mastery,
             context=payload.get("part_of"), language=payload.get("language"),
@@ -214,7 +232,8 @@ class Recommender:
         return list(dict.fromkeys(ids))
 
     def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> list[dict[str, float]]:
-        """The :data:`FEATURES` of each candidate for this learner at ``time``."""
+        """The :data:`FEATURES` of each candidate for this learner at ``time``; shares are
+        relative to the best of ``candidates``."""
         collaborative = self.transitions.scores(profile.recent)
         last = profile.recent[-1] if profile.recent else None
         rows = []
@@ -226,12 +245,17 @@ class Recommender:
                 "similarity": float(c.similarity),
                 "collaborative": collaborative.get(c.course_id, 0.0),
                 "popularity": math.log1p(self.popularity.predict_one(c.course_id, time)),
+                "in_use": math.log1p(self.usage.predict_one(c.course_id, time)),
                 "unlocks": float(last is not None and last in prerequisites),
                 "prerequisites_met": float(bool(prerequisites)),
                 "level_fit": level_fit(profile.knowledge, c.payload)[0],
                 "novelty": float(profile.context is not None and part_of is not None and part_of != profile.context),
                 "freshness": 0.5 ** (max(0.0, time - indexed_at) / FRESH_HALF_LIFE_S) if indexed_at else 0.0,
             })
+        for name in SHARED:
+            best = max((row[name] for row in rows), default=0.0)
+            for row in rows:
+                row[f"{name}_share"] = row[name] / best if best > 0 else 0.0
         return rows
 
     def recommend(
@@ -322,7 +346,8 @@ class Recommender:
         found: list[tuple[float, Reason]] = []
 
         def add(feature: str, reason: Reason) -> None:
-            found.append((weights.get(feature, 0.0) * x[feature], reason))
+            share = f"{feature}_share"
+            found.append((weights.get(feature, 0.0) * x[feature] + weights.get(share, 0.0) * x.get(share, 0.0), reason))
 
         if x["similarity"] > 0:
             add("similarity", Reason(code="interest_similarity", value=round(x["similarity"], 4),
@@ -335,6 +360,10 @@ class Recommender:
             takers = math.expm1(x["popularity"])
             add("popularity", Reason(code="popular_now", value=round(takers, 2),
                                      text=f"Taken up lately by about {takers:.0f} learners"))
+        if x["in_use"] > 0:
+            uses = math.expm1(x["in_use"])
+            add("in_use", Reason(code="in_use_now", value=round(uses, 2),
+                                 text=f"In use by your cohort: about {uses:.0f} visits lately"))
         if x["unlocks"]:
             add("unlocks", Reason(code="unlocked_by", course_id=last, text=f"Builds on {last}, which you just took"))
         elif prerequisites:

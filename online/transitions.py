@@ -1,8 +1,8 @@
 """What others learned next: an online item-to-item collaborative model of course transitions.
 
 When a learner takes up a course for the first time, each of the courses they engaged with
-just before it gets one more decayed count towards it (the latest most: weights 1, 1/2,
-1/4). The model then scores a course for a learner by how often learners with the same recent
+just before it (the learner's eight most recent) gets one more decayed count towards it
+(:data:`RECENT_WEIGHTS`). The model then scores a course for a learner by how often learners with the same recent
 path went on to it: ``P(next = c | recent) ~ sum_r w_r * count(r -> c) / count(r -> *)``.
 
 Why this rather than matrix factorisation
@@ -28,7 +28,7 @@ cohort as it moves on.
 >>> model.learn_one(["intro"], "history", time=0.0)
 >>> model.learn_one(["intro", "loops"], "recursion", time=0.0)
 >>> round(model.predict_one(["intro"], "loops"), 2)
-0.67
+0.6
 >>> [course for course, _ in model.successors(["intro", "loops"], n=2)]
 ['recursion', 'loops']
 >>> model.predict_one(["unknown"], "loops")
@@ -44,8 +44,11 @@ from typing import Any
 from river import base
 
 SECONDS_PER_DAY = 86_400.0
-#: Weight of the most recent courses a take-up is credited to, latest first.
-RECENT_WEIGHTS = (1.0, 0.5, 0.25)
+#: Weight of the most recent courses a take-up is credited to, latest first: the profile's eight,
+#: alike, because the order of what a learner does within a session or day says little (OULAD
+#: gives none within a day). On OULAD AAA 2013J (days up to 60) NDCG@10 of the project's policy
+#: is 0.575 with weights 1, 1/2, 1/4, 0.589 with eight falling from 1 to 0.2, 0.592 with eight alike.
+RECENT_WEIGHTS = (1.0,) * 8
 
 
 class NextCourse(base.Estimator):

@@ -35,7 +35,9 @@ from online.evaluation.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
+from online.evaluation.__main__ import main as evaluation_cli
 from online.evaluation.protocol import _merge_repeats
+from online.evaluation.recommender_policy import RecommenderPolicy
 from online.events import ClickEvent, QuizEvent
 from online.sources import presentation_start
 
@@ -318,6 +320,22 @@ def test_a_policy_reading_the_present_is_caught(oulad_slice):
 def test_every_baseline_passes_the_audit(oulad_slice):
     report = evaluate(_until(oulad_slice, 0), BASELINES, k=10, audit=True)
     assert report.audited
+
+
+def test_the_project_policy_passes_the_audit(oulad_slice):
+    """The worker's own ranking code in the harness reads nothing of the present, and ranks far
+    above chance."""
+    catalogue = {course: {"part_of": group} for group, courses in oulad_slice.universes.items() for course in courses}
+    report = evaluate(_until(oulad_slice, 10), {"coursestream": lambda: RecommenderPolicy(catalogue)}, k=10, audit=True)
+    assert report.audited
+    assert report.overall["coursestream"]["ndcg"] > 0.45 and report.overall["coursestream"]["recall"] > 0.6
+
+
+def test_the_cli_runs_the_project_policy_beside_the_baselines(shared_data, tmp_path, capsys):
+    assert evaluation_cli(["--oulad", str(shared_data / "oulad"), "--last-day", "-8",
+                           "--policies", "coursestream,recent-popularity", "--json", str(tmp_path / "r.json")]) == 0
+    assert set(json.loads((tmp_path / "r.json").read_text())["overall"]) == {"coursestream", "recent-popularity"}
+    assert "coursestream" in capsys.readouterr().out
 
 
 def test_learning_before_scoring_is_caught(oulad_slice):

@@ -11,7 +11,8 @@ import pytest
 
 from online.events import ClickEvent, QuizEvent
 from online.profile import LearnerProfile
-from online.recommender import FEATURES, PRIOR, Candidate, Recommender
+from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT, Candidate, Recommender
+from online.reranker import Reranker
 
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -35,7 +36,7 @@ def test_the_reranker_learns_what_learners_take_up_after_a_recommendation() -> N
     the re-ranker moves its weights from similarity towards popularity, and ranks it first."""
     catalogue = {f"c{i}": (unit(1.0, i / 10), {"part_of": "m"}) for i in range(12)}
     catalogue["favourite"] = (unit(0.2, 1.0), {"part_of": "m"})
-    recommender = Recommender(explore_share=0.0)
+    recommender = Recommender(reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate=0.02), explore_share=0.0)
     before = recommender.reranker.weights()
     for learner in range(60):
         user, profile = f"u{learner}", LearnerProfile()
@@ -66,7 +67,9 @@ def test_a_new_learner_gets_what_is_popular_in_their_context() -> None:
     assert ids == ["a1", "a2"]
     items = recommender.recommend(newcomer, [Candidate(c, 0.0, {"part_of": "module-a"}) for c in ids], k=10, time=time)
     assert [i.course_id for i in items] == ["a1", "a2"]
-    assert items[0].reasons[0].code == "popular_now" and items[0].reasons[0].value == pytest.approx(3 * 0.5 ** (1 / 3), abs=0.01)  # a day old
+    reasons = {reason.code: reason.value for reason in items[0].reasons}
+    assert reasons["popular_now"] == pytest.approx(3 * 0.5 ** (1 / 3), abs=0.01)  # a day old
+    assert reasons["in_use_now"] == pytest.approx(3 * 0.5 ** (1 / 3), abs=0.01)
 
 
 def test_difficulty_aims_just_above_mastery() -> None:
@@ -125,7 +128,7 @@ def test_state_fits_json_tables_and_recovers() -> None:
     for day in range(6):
         recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=shown)
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=3, seed=str(day))
-    assert set(tables) == {"popularity", "transitions", "reranker", "explorer", "difficulty"}
+    assert set(tables) == {"popularity", "usage", "transitions", "reranker", "explorer", "difficulty"}
     restored = {name: json.loads(json.dumps(table)) for name, table in tables.items()}
     twin = Recommender.over(lambda name: restored[name], explore_share=0.1)
     again = twin.recommend(profile, candidates(profile, catalogue), k=3, seed="5")
