@@ -35,7 +35,6 @@ from online.evaluation.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from online.evaluation.__main__ import main as evaluation_cli
 from online.evaluation.protocol import _merge_repeats
 from online.evaluation.recommender_policy import RecommenderPolicy
 from online.events import ClickEvent, QuizEvent
@@ -329,13 +328,6 @@ def test_the_project_policy_passes_the_audit(oulad_slice):
     report = evaluate(_until(oulad_slice, 10), {"coursestream": lambda: RecommenderPolicy(catalogue)}, k=10, audit=True)
     assert report.audited
     assert report.overall["coursestream"]["ndcg"] > 0.45 and report.overall["coursestream"]["recall"] > 0.6
-
-
-def test_the_cli_runs_the_project_policy_beside_the_baselines(shared_data, tmp_path, capsys):
-    assert evaluation_cli(["--oulad", str(shared_data / "oulad"), "--last-day", "-8",
-                           "--policies", "coursestream,recent-popularity", "--json", str(tmp_path / "r.json")]) == 0
-    assert set(json.loads((tmp_path / "r.json").read_text())["overall"]) == {"coursestream", "recent-popularity"}
-    assert "coursestream" in capsys.readouterr().out
 
 
 def test_learning_before_scoring_is_caught(oulad_slice):
