@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import inspect
@@ -166,10 +167,11 @@ def project_policy(points: Mapping[str, CoursePoint], using: str) -> Callable[[]
 
 
 def seeded(factory: Callable[[], object], seed: int) -> Callable[[], object]:
-    """The factory with ``seed`` passed on, if the policy takes one (the others have no randomness)."""
-    if "seed" in inspect.signature(factory).parameters:
-        return lambda: factory(seed=seed)
-    return factory
+    """The factory with ``seed`` in its latent factors, if it has any (the others draw no random numbers)."""
+    factors = inspect.signature(factory).parameters.get("factors")
+    if factors is None:
+        return factory
+    return lambda: factory(factors=dataclasses.replace(factors.default, seed=seed))
 
 
 # ----------------------------------------------------------------------- through Kafka

@@ -44,7 +44,7 @@ def test_diverse_policy_is_less_redundant_and_keeps_the_rules(shared_data, tmp_p
             event = ClickEvent(event_id=f"{goal}-{day}", user_id="u", course_id=course, action="complete",
                                event_time=datetime(2024, 1, 1 + day, tzinfo=timezone.utc))
             profile.learn_one(event, vectors[course], offset=day)
-        candidates = candidates_for(store, profile, "text", 10)
+        candidates = candidates_for(store, profile, "text", 10, with_vectors=True)  # the diverse policy compares them
         recommender = Recommender(explore_share=0.0)
         for policy in (RERANKED, DIVERSE):
             items = recommender.recommend(profile, candidates, 10, policy)
