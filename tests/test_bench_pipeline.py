@@ -60,8 +60,10 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
 
     worker, ceiling = figures["worker"], figures["ceiling"]
     assert ceiling["events"] == worker["events"] == 300
-    for name in ("events_per_s", "sent_per_s", "cpu_ms_per_event"):
+    for name in ("events_per_s", "sent_per_s"):
         assert worker[name] > 0 and ceiling[name] > 0
+    # CPU time comes in clock ticks (10 ms): 300 events through the bare pass-through may take less than one
+    assert worker["cpu_ms_per_event"] > 0 and ceiling["cpu_ms_per_event"] >= 0
     assert worker["ratio_to_passthrough"] == pytest.approx(worker["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
     assert 0 < worker["p50_ms"] <= worker["p99_ms"] <= worker["max_ms"]
     assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567}
