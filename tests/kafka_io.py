@@ -24,6 +24,41 @@ def produce(bootstrap_servers: str, topic: str, messages: Iterable[tuple[bytes |
     return count
 
 
+class TopicReader:
+    """Reads a topic from the beginning and keeps what it read, so later waits go on where it stopped."""
+
+    def __init__(self, bootstrap_servers: str, topic: str,
+                 decode: Callable[[ConsumerRecord], object] = lambda message: json.loads(message.value),
+                 describe: Callable[[], str] = lambda: "") -> None:
+        self.topic, self.decode, self.describe = topic, decode, describe
+        self.records: list = []
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                       fetch_max_wait_ms=10)
+        self._assigned = False
+
+    def read_until(self, until: Callable[[list], bool], timeout_s: float = 120.0) -> list:
+        """Poll until ``until(records)`` holds for everything read so far; fail after a timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self._assigned:
+            if partitions := self._consumer.partitions_for_topic(self.topic):
+                self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+                self._consumer.seek_to_beginning()
+                self._assigned = True
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"topic {self.topic} never appeared\n{self.describe()}")
+            else:
+                time.sleep(0.2)
+        while not until(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: {len(self.records)} records after {timeout_s}s\n{self.describe()}")
+            for batch in self._consumer.poll(timeout_ms=200).values():
+                self.records.extend(self.decode(message) for message in batch)
+        return self.records
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def consume(
     bootstrap_servers: str,
     topic: str,
@@ -33,21 +68,8 @@ def consume(
     describe: Callable[[], str] = lambda: "",
 ) -> list:
     """Read a topic from the beginning until ``until(records)`` holds; fail after a timeout."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
-    deadline = time.monotonic() + timeout_s
-    while not (partitions := consumer.partitions_for_topic(topic)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} never appeared\n{describe()}")
-        time.sleep(0.2)
-    consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-    consumer.seek_to_beginning()
-    records: list = []
+    reader = TopicReader(bootstrap_servers, topic, decode, describe)
     try:
-        while not until(records):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: {len(records)} records after {timeout_s}s\n{describe()}")
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(decode(message) for message in batch)
+        return reader.read_until(until, timeout_s)
     finally:
-        consumer.close()
-    return records
+        reader.close()

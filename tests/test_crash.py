@@ -40,7 +40,7 @@ from streams.demo import SAMPLE, WorkerProcess, sample_events
 from streams.embedded_broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from tests.conftest import SHARED_DATA
-from tests.kafka_io import consume, produce
+from tests.kafka_io import TopicReader, consume, produce
 from tests.test_pipeline import Pipeline, new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -118,7 +118,7 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
 
     With one worker each kill restarts it on its own state; with more, a killed worker is gone
     for good and the others take over its partitions. Returns the profiles on the changelog,
-    the recommendations, the dead letters and the malformed messages sent.
+    the trigger event id of every recommendation, the dead letters and the malformed messages sent.
     """
     rng = random.Random(seed)
     wanted = {e.event_id for e in events}
@@ -132,27 +132,30 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
     def logs() -> str:
         return "\n".join(worker.log()[-3000:] for worker in running)
 
+    # One reader for every wait: re-reading 50,000 recommendations from offset 0 at each kill is slow.
+    triggers = TopicReader(s.kafka_bootstrap_servers, s.topic_recommendations, describe=logs,
+                           decode=lambda m: Recommendation.model_validate_json(m.value).trigger.event_id)
+
     try:
         pipeline.index(catalogue, running[0])
         if workers > 1:
             time.sleep(3)  # what one worker indexed reaches the others' stores through course-vectors
         produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
         for at in sorted(rng.sample(range(len(events) // 10, len(events) * 9 // 10), kills)):
-            pipeline.recommendations(lambda r: len({x.trigger.event_id for x in r}) >= at, running[0], timeout_s)
+            triggers.read_until(lambda ids: len(set(ids)) >= at, timeout_s)
             time.sleep(rng.uniform(0, 0.5))  # anywhere in the next poll, commit or changelog flush
             victim = running.pop(0)
             victim.kill()
             if not running:
                 running.append(WorkerProcess(victim.env, victim.log_path).start())
-        recs = consume(s.kafka_bootstrap_servers, s.topic_recommendations,
-                       lambda r: {x.trigger.event_id for x in r} >= wanted, timeout_s,
-                       decode=lambda m: Recommendation.model_validate_json(m.value), describe=logs)
+        recommended = triggers.read_until(lambda ids: set(ids) >= wanted, timeout_s)
         letters = consume(s.kafka_bootstrap_servers, s.topic_dead_letter,
                           lambda r: {base64.b64decode(x["value"]) for x in r} >= set(bad), timeout_s, describe=logs)
     finally:
+        triggers.close()
         for worker in running:
             worker.stop()
-    return final_profiles(s), recs, letters, bad
+    return final_profiles(s), recommended, letters, bad
 
 
 def same_state(profile: LearnerProfile, reference: LearnerProfile) -> None:
@@ -167,7 +170,7 @@ def same_state(profile: LearnerProfile, reference: LearnerProfile) -> None:
 
 
 def check(events: list[LearnerEvent], clean: dict[str, LearnerProfile], outcome, kills: int) -> None:
-    killed, recs, letters, bad = outcome
+    killed, triggers, letters, bad = outcome
     per_user: dict[str, int] = defaultdict(int)
     for event in events:
         per_user[event.user_id] += 1
@@ -176,13 +179,12 @@ def check(events: list[LearnerEvent], clean: dict[str, LearnerProfile], outcome,
         assert clean[user].events == per_user[user]
         same_state(profile, clean[user])
 
-    triggers = [rec.trigger.event_id for rec in recs]
     assert set(triggers) == {e.event_id for e in events}, "a recommendation for something that is not a valid event"
     lettered = [base64.b64decode(letter["value"]) for letter in letters]
     assert set(lettered) == set(bad), "a valid event was dead-lettered, or a malformed one is missing"
     assert all(letter["reason"] for letter in letters)
     print(json.dumps({"events": len(events), "kills": kills, "malformed": len(bad),
-                      "recommendations": len(recs), "redelivered_recommendations": len(triggers) - len(set(triggers)),
+                      "recommendations": len(triggers), "redelivered_recommendations": len(triggers) - len(set(triggers)),
                       "dead_letters": len(letters), "redelivered_dead_letters": len(lettered) - len(set(lettered))}))
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from encoders.text import TextEncoder
+from online.profile import LearnerProfile
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE
-from online.profile import LearnerProfile
 from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, Source, VectorStore, candidates_for
 
 pytestmark = pytest.mark.model
