@@ -9,7 +9,7 @@ Each context (a module presentation, a programme: the course's ``part_of``) also
 ``top_size`` most popular courses, so a new learner gets the popular courses of their context
 without a scan of the catalogue.
 
-State lives in a mapping the caller provides (``c:{course}`` -> ``[score, time]``,
+State lives in a mapping the caller provides (``c:{course}`` -> ``[score, latest time, first time]``,
 ``t:{context}`` -> ``[[course, score, time], ...]``, JSON-friendly), so a stream processor's
 table can back it; entries are re-assigned on every update, as persistent tables require.
 Decay is applied lazily, on read and write, so a course nobody touches costs nothing.
@@ -25,8 +25,8 @@ Decay is applied lazily, on read and write, so a course nobody touches costs not
 1.5
 >>> popular.top(2, time=14 * DAY, context="programming")
 [('python', 0.75), ('rust', 0.5)]
->>> popular.latest("programming") / DAY
-7.0
+>>> popular.latest("programming") / DAY, popular.first("python") / DAY
+(7.0, 0.0)
 >>> popular.predict_one("never taken", time=0.0)
 0.0
 """
@@ -69,12 +69,12 @@ class DecayedPopularity(base.Estimator):
 
         A late take-up counts as decayed to the course's latest time.
         """
-        score, then = self.table.get(f"c:{course_id}") or (0.0, time)
+        score, then, first = self.table.get(f"c:{course_id}") or (0.0, time, time)
         if time >= then:
             score, then = self._decayed(score, then, time) + weight, time
         else:
             score += self._decayed(weight, time, then)
-        self.table[f"c:{course_id}"] = [score, then]
+        self.table[f"c:{course_id}"] = [score, then, min(first, time)]
         if context is not None:
             others = [entry for entry in self.table.get(f"t:{context}", []) if entry[0] != course_id]
             ranked = sorted([*others, [course_id, score, then]], key=lambda e: -self._decayed(e[1], e[2], time))
@@ -82,8 +82,13 @@ class DecayedPopularity(base.Estimator):
 
     def predict_one(self, course_id: str, time: float) -> float:
         """The course's popularity at ``time``."""
-        score, then = self.table.get(f"c:{course_id}") or (0.0, time)
+        score, then, _ = self.table.get(f"c:{course_id}") or (0.0, time, time)
         return self._decayed(score, then, time)
+
+    def first(self, course_id: str) -> float | None:
+        """When ``course_id`` was first taken up (None: never): in a cohort, when it was released."""
+        row = self.table.get(f"c:{course_id}")
+        return None if row is None else row[2]
 
     def latest(self, context: str) -> float | None:
         """When a course of ``context`` was last taken up (None: never)."""

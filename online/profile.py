@@ -17,7 +17,8 @@ live in one partition, so offsets order them) and hashes of its 16 most recent e
 **Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) however long the
 history, because every part has a fixed size but one: the interest vector is int8-quantised
 (one byte a dimension: 384 bytes for MiniLM), the taken courses are a 384-byte Bloom filter
-plus the 8 most recent ids, the recent event ids are 4-byte hashes, and the knowledge state,
+plus the 8 most recent ids, the recent event ids are 4-byte hashes, the latent factors
+(``online.factorization``) 20 float32s, and the knowledge state,
 the one part that grows, forgets its least recently practised skills until the row fits.
 
 >>> import numpy as np
@@ -92,6 +93,8 @@ class LearnerProfile:
     context: str | None = None
     #: The language of the learner's latest course: candidates are searched in it.
     language: str | None = None
+    #: The learner's latent factors (``online.factorization``); None before their first event.
+    factors: np.ndarray | None = None
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
@@ -182,6 +185,7 @@ class LearnerProfile:
             "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
             "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
             "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context, "g": self.language,
+            "f": None if self.factors is None else self.factors.astype("<f4").tobytes(),
         }
 
     def to_bytes(self) -> bytes:
@@ -210,4 +214,5 @@ class LearnerProfile:
             knowledge=KnowledgeState.from_dict(s["k"]),
             context=s.get("x"),
             language=s.get("g"),
+            factors=np.frombuffer(s["f"], dtype="<f4").copy() if s.get("f") else None,
         )

@@ -2,7 +2,8 @@
 
 One :class:`Recommender` holds what a group of learners shares, all learned online from
 their events: course popularity (``online.popularity``), what learners took up next
-(``online.transitions``, the collaborative model), question difficulty inside the mastery
+(``online.transitions``, the collaborative model), latent factors of learners and courses
+(``online.factorization``), question difficulty inside the mastery
 model (``online.mastery``), the re-ranker (``online.reranker``) and the exploration bandit
 (``online.exploration``). Each learner's own state is their :class:`~online.profile.LearnerProfile`.
 The live worker (one Recommender per partition, backed by Faust tables), the replay
@@ -11,7 +12,8 @@ evaluation and the tests all drive this same code.
 **Learning** (:meth:`Recommender.learn_one`). When a learner takes up a course for the first
 time, and before anything moves, the re-ranker learns from it: the course is a positive,
 with the features it had for this learner just then, and the courses of the learner's last
-list that they left are negatives (with the features they were shown with); an exploring
+list that they left are negatives (with the features they were shown with, together weighing
+as much as the positive); an exploring
 item rewards its bandit arm if it was taken up. Then the course's popularity and the
 transitions from the learner's recent courses count it. Every click or view, first or not,
 counts towards the course's use (what a cohort works on now), and the profile learns the
@@ -62,8 +64,8 @@ True
 >>> [item.course_id for item in items]
 ['loops', 'art']
 >>> [reason.code for reason in items[0].reasons]
-['taken_next_by_others', 'interest_similarity', 'in_use_now', 'popular_now', 'unlocked_by']
->>> items[0].reasons[3].text
+['taken_next_by_others', 'interest_similarity', 'new_in_cohort', 'in_use_now', 'unlocked_by', 'popular_now']
+>>> items[0].reasons[-1].text
 'Taken up lately by about 2 learners'
 """
 
@@ -79,8 +81,9 @@ import numpy as np
 
 from online.diversity import mmr
 from online.events import ClickEvent, QuizEvent, Reason, RecommendedItem, VideoEvent
-from online.exploration import ThompsonExplorer
 from online.difficulty import QuestionDifficulty, sigmoid
+from online.exploration import ThompsonExplorer
+from online.factorization import CourseFactors
 from online.mastery import KnowledgeState, MasteryModel
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
@@ -97,9 +100,12 @@ FEATURES = (
     "collaborative",      # share of learners with the same recent courses who took it next
     "popularity",         # log1p(decayed number of learners who took it up lately)
     "in_use",             # log1p(decayed number of uses lately, first or not: what the cohort works on now)
+    "factors",            # the learner's and the course's latent factors' dot product (0 if below)
+    "newly_used",         # 1 for a course first used just now (in a cohort: just released), halving every 3 days
     "popularity_share",   # popularity over the best candidate's: ranking is relative, counts grow with the cohort
     "collaborative_share",  # collaborative over the best candidate's
     "in_use_share",       # in_use over the best candidate's
+    "factors_share",      # factors over the best candidate's
     "unlocks",            # 1 if the learner's last course is one of its prerequisites
     "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
     "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
@@ -107,27 +113,33 @@ FEATURES = (
     "freshness",          # 1 for a course indexed just now, halving every 14 days
 )
 #: Features scored relative to the best candidate (``{name}_share``).
-SHARED = ("popularity", "collaborative", "in_use")
-#: The re-ranker before it has learned anything. The weights of popularity, use and what others
-#: did next (and their shares) are a listwise fit (softmax over each step's candidates) on OULAD
-#: AAA 2013J, whole presentation, in the evaluation harness (``online.evaluation``); OULAD has
-#: no content vectors, prerequisites or levels, so those keep their hand-set weights.
+SHARED = ("popularity", "collaborative", "in_use", "factors")
+#: The re-ranker before it has learned anything. The weights of similarity, popularity, use, what
+#: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
+#: (softmax over each step's candidates) on OULAD AAA 2013J, whole presentation, with the encoder's
+#: vectors, in the evaluation harness (``coursestream evaluate``); 2014J is kept out of the fit. OULAD
+#: has no prerequisites, levels or index times, so those features keep hand-set weights.
 PRIOR = {
-    "similarity": 3.0, "collaborative": 2.9, "popularity": 0.4, "in_use": 0.2, "unlocks": 1.0,
-    "popularity_share": 1.2, "collaborative_share": 0.7, "in_use_share": 2.1,
-    "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
+    "similarity": 3.92, "collaborative": 4.66, "popularity": 0.06, "in_use": 0.46, "factors": 0.51,
+    "popularity_share": 0.63, "collaborative_share": 0.97, "in_use_share": 0.85, "factors_share": 1.08,
+    "newly_used": 2.2, "unlocks": 1.0, "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
 }
 PRIOR_INTERCEPT = -4.0
-#: The re-ranker's SGD step. Its negatives are the learner's own last list, a biased sample, so
-#: learning drifts from the fitted prior: on OULAD AAA 2013J (days up to 60) NDCG@10 is 0.579
-#: with no learning, 0.575 at 0.0005 and 0.538 at 0.005. It learns slowly, to follow a
-#: catalogue or population unlike OULAD's.
-LEARNING_RATE = 0.0005
+#: The re-ranker's default SGD step: 0, it keeps the fitted prior (the worker's
+#: ``COURSESTREAM_RERANKER_LEARNING_RATE`` turns learning on). Its negatives are the learner's own
+#: last list, a biased sample (the ranking's own top), so they weigh together as much as the
+#: positive. On OULAD AAA (whole presentations, NDCG@10; 2014J held out of the prior's fit) no
+#: rule beat the prior: 2013J / 2014J 0.6175 / 0.6095 with no learning; at step 0.0005 0.6192 /
+#: 0.5859 with each negative at full weight, 0.6133 / 0.6105 weighed so, and 0.6146 / 0.6046
+#: with pairwise updates (preferred minus left). Learning is for a catalogue or population
+#: unlike the prior's.
+LEARNING_RATE = 0.0
 #: Difficulty of a course level, on the scale of mastery (probability of a correct answer).
 LEVEL_DIFFICULTY = {"beginner": 0.3, "intermediate": 0.55, "advanced": 0.8}
 #: How far above current mastery the right difficulty is.
 STRETCH = 0.1
 FRESH_HALF_LIFE_S = 14 * 86_400.0
+NEWLY_USED_HALF_LIFE_S = 3 * 86_400.0
 #: How much relevance counts against redundancy in the diverse policy.
 DIVERSITY_LAMBDA = 0.7
 #: Candidates of each kind the caller should fetch per item wanted.
@@ -167,19 +179,27 @@ class Recommender:
     popularity: DecayedPopularity = field(default_factory=DecayedPopularity)
     usage: DecayedPopularity = field(default_factory=DecayedPopularity)
     transitions: NextCourse = field(default_factory=NextCourse)
+    factors: CourseFactors = field(default_factory=CourseFactors)
     reranker: Reranker = field(default_factory=lambda: Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE))
     explorer: ThompsonExplorer = field(default_factory=ThompsonExplorer)
     mastery: MasteryModel = field(default_factory=MasteryModel)
     explore_share: float = 0.1
 
     @classmethod
-    def over(cls, tables: Callable[[str], MutableMapping[str, Any]], explore_share: float = 0.1) -> Recommender:
-        """A recommender whose models keep their state in ``tables(name)``: a stream processor's tables."""
+    def over(
+        cls,
+        tables: Callable[[str], MutableMapping[str, Any]],
+        explore_share: float = 0.1,
+        learning_rate: float = LEARNING_RATE,
+    ) -> Recommender:
+        """A recommender whose models keep their state in ``tables(name)``: a stream processor's
+        tables; ``learning_rate`` is the re-ranker's SGD step."""
         return cls(
             popularity=DecayedPopularity(table=tables("popularity")),
             usage=DecayedPopularity(table=tables("usage")),
             transitions=NextCourse(table=tables("transitions")),
-            reranker=Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE, table=tables("reranker")),
+            factors=CourseFactors(table=tables("factors")),
+            reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate, table=tables("reranker")),
             explorer=ThompsonExplorer(table=tables("explorer")),
             mastery=MasteryModel(difficulty=QuestionDifficulty(table=tables("difficulty"))),
             explore_share=explore_share,
@@ -209,15 +229,17 @@ class Recommender:
             offered = self.candidate_ids(profile, POOL, time)
             others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
             self.reranker.learn_one(self.features(profile, [taken_up, *others], time)[0], True)
+            left = [item for item in shown if item.course_id != event.course_id and item.features]
+            for item in left:  # together they weigh as much as the positive (see LEARNING_RATE)
+                self.reranker.learn_one(item.features, False, w=1.0 / len(left))
             for item in shown:
-                if item.course_id != event.course_id and item.features:
-                    self.reranker.learn_one(item.features, False)
                 if item.explore and item.exploration_arm:
                     self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
             self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
         if isinstance(event, ClickEvent | VideoEvent):
             self.usage.learn_one(event.course_id, time)
+        profile.factors = self.factors.learn_one(profile.factors, event.course_id, profile.has_taken, event.event_id)
         return profile.learn_one(
             event, vector, offset=offset, mastery=self.mastery,
             context=payload.get("part_of"), language=payload.get("language"),
@@ -235,9 +257,10 @@ class Recommender:
         """The :data:`FEATURES` of each candidate for this learner at ``time``; shares are
         relative to the best of ``candidates``."""
         collaborative = self.transitions.scores(profile.recent)
+        factors = self.factors.scores(profile.factors, [c.course_id for c in candidates])
         last = profile.recent[-1] if profile.recent else None
         rows = []
-        for c in candidates:
+        for c, factor_score in zip(candidates, factors):
             prerequisites = c.payload.get("prerequisites") or ()
             indexed_at = c.payload.get("indexed_at")
             part_of = c.payload.get("part_of")
@@ -246,6 +269,9 @@ class Recommender:
                 "collaborative": collaborative.get(c.course_id, 0.0),
                 "popularity": math.log1p(self.popularity.predict_one(c.course_id, time)),
                 "in_use": math.log1p(self.usage.predict_one(c.course_id, time)),
+                "factors": max(0.0, float(factor_score)),
+                "newly_used": 0.5 ** (max(0.0, time - first_used) / NEWLY_USED_HALF_LIFE_S)
+                if (first_used := self.usage.first(c.course_id)) is not None else 0.0,
                 "unlocks": float(last is not None and last in prerequisites),
                 "prerequisites_met": float(bool(prerequisites)),
                 "level_fit": level_fit(profile.knowledge, c.payload)[0],
@@ -364,6 +390,11 @@ class Recommender:
             uses = math.expm1(x["in_use"])
             add("in_use", Reason(code="in_use_now", value=round(uses, 2),
                                  text=f"In use by your cohort: about {uses:.0f} visits lately"))
+        if x["factors"] > 0:
+            add("factors", Reason(code="used_by_learners_like_you", value=round(x["factors"], 4),
+                                  text="Learners whose history is like yours use it"))
+        if x["newly_used"] >= 0.5:
+            add("newly_used", Reason(code="new_in_cohort", text="Your cohort started on it in the last days"))
         if x["unlocks"]:
             add("unlocks", Reason(code="unlocked_by", course_id=last, text=f"Builds on {last}, which you just took"))
         elif prerequisites:

@@ -46,7 +46,7 @@ class Reranker(base.Classifier):
         Weights of a model that has not learned yet.
     learning_rate
         SGD step; small, because every learner event brings one positive and up to ``k``
-        negatives.
+        negatives; 0 keeps the prior.
     table
         Where the weights live (``{KEY: {"w": weights, "b": intercept, "n": updates}}``).
     """
@@ -115,7 +115,10 @@ class Reranker(base.Classifier):
         return probabilities.tolist()
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
-        """Learn that a candidate with features ``x`` was (``y``) or was not taken up."""
+        """Learn that a candidate with features ``x`` was (``y``) or was not taken up; with a
+        ``learning_rate`` of 0 the weights stay the prior's and nothing is written."""
+        if not self.learning_rate:
+            return
         model = self._load()
         model.learn_one(dict(x), y, w=w)
         updates = self._loaded_updates + 1

@@ -5,17 +5,15 @@ just before it (the learner's eight most recent) gets one more decayed count tow
 (:data:`RECENT_WEIGHTS`). The model then scores a course for a learner by how often learners with the same recent
 path went on to it: ``P(next = c | recent) ~ sum_r w_r * count(r -> c) / count(r -> *)``.
 
-Why this rather than matrix factorisation
-------------------------------------------
-This is the collaborative part of the learner model, in the sense "what others like them
-learned next": learners are alike when their recent paths are. Implicit-feedback MF
-(river's ``FunkMF``, ISGD) also learns online, and the evaluation runs both as baselines,
-but for a stream processor this model fits better: an update touches one row per
-recent course and no learner factors (the profile's 2 KB go to interest and knowledge);
-rows are per course, so a partition's state recovers exactly from its changelog; a new
-course needs no factors to warm up; it is directional (order matters in a curriculum, and
-co-occurrence or MF ignore it); and the rows give candidates directly (the successors of the
-learner's recent courses) where MF would need a scan of every item's factors.
+Beside matrix factorisation
+---------------------------
+This is the collaborative part of the learner model in the sense "what others like them
+learned next": learners are alike when their recent paths are. It is directional (order
+matters in a curriculum, and co-occurrence or MF ignore it), a new course needs no factors to
+warm up, and its rows give candidates directly (the successors of the learner's recent
+courses) where MF would need a scan of every course's factors. Latent factors
+(``online.factorization``) see the learner's whole history instead of the last few courses;
+the re-ranker uses both, and on OULAD each adds to the other.
 
 Rows keep at most ``max_successors`` successors (the weakest go), so state is bounded per
 course; counts are halved every ``half_life_days`` of event time so the model follows a

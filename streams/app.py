@@ -88,7 +88,7 @@ apply_faust_fixes()
 if settings.kafka_embedded:
     from streams.embedded_broker import apply_tansu_workarounds
 
-    apply_tansu_workarounds()
+    apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
 
 app = faust.App(
     settings.app_id,
@@ -197,7 +197,8 @@ def recommender(partition: int) -> Recommender:
             tables.append(PartitionTable(partition, model))
             return tables[-1]
 
-        _recommenders[partition] = (Recommender.over(table, explore_share=settings.explore_share), tables)
+        engine = Recommender.over(table, settings.explore_share, settings.reranker_learning_rate)
+        _recommenders[partition] = (engine, tables)
     return _recommenders[partition][0]
 
 
@@ -693,7 +694,7 @@ async def cold_start(user_id: str, context: str) -> dict[str, object]:
     suffix = f":popularity:t:{context}"
     lists = [top for key, top in learned.items() if key.endswith(suffix)]
     top = max(lists, key=lambda entries: max(then for _, _, then in entries), default=[])
-    state = {f"t:{context}": top, **{f"c:{course_id}": [score, then] for course_id, score, then in top}}
+    state = {f"t:{context}": top, **{f"c:{course_id}": [score, then, then] for course_id, score, then in top}}
     engine = Recommender(popularity=DecayedPopularity(table=state), explore_share=settings.explore_share)
     profile, policy = LearnerProfile(context=context), assign(user_id, settings.policies)
     now = engine.popularity.latest(context) or time.time()  # event time: a replayed history is not old news

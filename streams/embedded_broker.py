@@ -14,11 +14,16 @@ everything when it stops. Two of its quirks break a Faust worker, and
    (or, with RocksDB, refuses to start). The high watermark in a Fetch response is right,
    so end offsets are corrected with one fetch from the reported offset.
 2. Fetch does not return early when data arrives, so latency equals the fetch max wait,
-   which Faust hard-codes to 1.5 s. The worker's consumer gets a short wait instead.
+   which Faust hard-codes to 1.5 s. The worker's consumer gets a short wait instead
+   (``COURSESTREAM_KAFKA_EMBEDDED_FETCH_WAIT_MS``, 10 ms). But the memory engine answers a
+   fetch empty when finding its offset takes longer than the wait, as it does once a
+   partition holds tens of thousands of large records (a 50,000-event run's changelogs):
+   such runs need a longer wait (500 ms).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -144,9 +149,9 @@ _original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create
 _original_highwaters = faust_aiokafka.AIOKafkaConsumerThread._highwaters
 
 
-def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+def _create_worker_consumer(self, transport, fetch_wait_ms: int):  # type: ignore[no-untyped-def]
     consumer = _original_create_worker_consumer(self, transport)
-    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+    consumer._fetch_max_wait_ms = fetch_wait_ms  # read by AIOKafkaConsumer.start()
     return consumer
 
 
@@ -156,7 +161,9 @@ async def _highwaters(self, partitions):  # type: ignore[no-untyped-def]
     return await true_end_offsets(servers, reported)
 
 
-def apply_tansu_workarounds() -> None:
-    """Patch Faust's aiokafka driver for Tansu (idempotent). Never call it for a real cluster."""
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+def apply_tansu_workarounds(fetch_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Patch Faust's aiokafka driver for Tansu (idempotent), the worker's consumer waiting
+    ``fetch_wait_ms`` per fetch. Never call it for a real cluster."""
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = functools.partialmethod(
+        _create_worker_consumer, fetch_wait_ms=fetch_wait_ms)
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     kafka_embedded: bool = Field(
         False, description="Set by `coursestream demo`/`broker`: enables the Tansu work-arounds."
     )
+    kafka_embedded_fetch_wait_ms: int = Field(
+        10, ge=1, description="The worker's fetch wait on the embedded broker. Tansu answers a fetch only when the"
+        " wait expires (so it is latency), and answers it empty when finding the offset takes longer, which it does"
+        " once a partition holds tens of thousands of large records: long runs need 500.",
+    )
 
     # Topics. Learner-keyed topics share `partitions` so they are co-partitioned.
     topic_learner_events: str = "coursestream.learner-events"
@@ -86,6 +91,10 @@ class Settings(BaseSettings):
     )
     interest_half_life_days: float = Field(14.0, gt=0)
     explore_share: float = Field(0.1, ge=0, le=1, description="Share of recommended slots that explore (bandit-picked, marked explore).")
+    reranker_learning_rate: float = Field(
+        0.0, ge=0, description="The re-ranker's online SGD step from what learners take up after a list; 0 keeps the"
+        " prior fitted on OULAD, which no online rule beat there (see online.recommender.LEARNING_RATE).",
+    )
     recommend_on_event: bool = Field(
         True, description="Publish a fresh list after every learner event; off, lists answer rank requests only "
         "(the evaluation turns it off so that the worker shows lists exactly where the offline harness does)."

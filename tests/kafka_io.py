@@ -29,11 +29,13 @@ class TopicReader:
 
     def __init__(self, bootstrap_servers: str, topic: str,
                  decode: Callable[[ConsumerRecord], object] = lambda message: json.loads(message.value),
-                 describe: Callable[[], str] = lambda: "") -> None:
+                 describe: Callable[[], str] = lambda: "", fetch_max_wait_ms: int = 10) -> None:
         self.topic, self.decode, self.describe = topic, decode, describe
         self.records: list = []
+        # Tansu answers a fetch when the wait expires, empty if finding the offset took longer:
+        # topics of tens of thousands of large records need a longer wait than 10 ms.
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                       fetch_max_wait_ms=10)
+                                       fetch_max_wait_ms=fetch_max_wait_ms)
         self._assigned = False
 
     def read_until(self, until: Callable[[list], bool], timeout_s: float = 120.0) -> list:
@@ -51,7 +53,7 @@ class TopicReader:
         while not until(self.records):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.topic}: {len(self.records)} records after {timeout_s}s\n{self.describe()}")
-            for batch in self._consumer.poll(timeout_ms=200).values():
+            for batch in self._consumer.poll(timeout_ms=200 + self._consumer.config["fetch_max_wait_ms"]).values():
                 self.records.extend(self.decode(message) for message in batch)
         return self.records
 
@@ -66,9 +68,10 @@ def consume(
     timeout_s: float = 120.0,
     decode: Callable[[ConsumerRecord], object] = lambda message: json.loads(message.value),
     describe: Callable[[], str] = lambda: "",
+    fetch_max_wait_ms: int = 10,
 ) -> list:
     """Read a topic from the beginning until ``until(records)`` holds; fail after a timeout."""
-    reader = TopicReader(bootstrap_servers, topic, decode, describe)
+    reader = TopicReader(bootstrap_servers, topic, decode, describe, fetch_max_wait_ms)
     try:
         return reader.read_until(until, timeout_s)
     finally:

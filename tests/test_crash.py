@@ -49,6 +49,9 @@ EVENTS = int(os.environ.get("CRASH_EVENTS", "5000"))
 KILLS = int(os.environ.get("CRASH_KILLS", "3"))
 #: One message in this many is malformed.
 BAD_EVERY = 50
+#: Fetch wait of the workers and readers: the embedded broker answers a fetch empty when finding its offset
+#: takes longer than the wait, as it does in the long version's changelogs (see ``streams.embedded_broker``).
+FETCH_WAIT_MS = 10 if EVENTS <= 10_000 else 500
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 
 
@@ -61,13 +64,13 @@ def final_profiles(settings: Settings) -> dict[str, LearnerProfile]:
         rows[message.key.decode()] = message.value
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-                             fetch_max_wait_ms=10)
+                             fetch_max_wait_ms=FETCH_WAIT_MS)
     partitions = [TopicPartition(changelog, p) for p in sorted(consumer.partitions_for_topic(changelog))]
     consumer.assign(partitions)
     consumer.seek_to_beginning()
     end = consumer.end_offsets(partitions)
     while any(consumer.position(tp) < end[tp] for tp in partitions):
-        for batch in consumer.poll(timeout_ms=200).values():
+        for batch in consumer.poll(timeout_ms=200 + FETCH_WAIT_MS).values():
             for message in batch:
                 keep(message)
     consumer.close()
@@ -126,6 +129,7 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
     timeout_s = 300 + len(events) / 20
     s = pipeline.settings
     envs = [{**pipeline.env, "COURSESTREAM_WEB_PORT": str(free_port()),
+             "COURSESTREAM_KAFKA_EMBEDDED_FETCH_WAIT_MS": str(FETCH_WAIT_MS),
              "COURSESTREAM_DATA_DIR": str(pipeline.workdir / f"state{i}")} for i in range(workers)]
     running = [WorkerProcess(env, pipeline.workdir / f"worker{i}.log").start() for i, env in enumerate(envs)]
 
@@ -134,6 +138,7 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
 
     # One reader for every wait: re-reading 50,000 recommendations from offset 0 at each kill is slow.
     triggers = TopicReader(s.kafka_bootstrap_servers, s.topic_recommendations, describe=logs,
+                           fetch_max_wait_ms=FETCH_WAIT_MS,
                            decode=lambda m: Recommendation.model_validate_json(m.value).trigger.event_id)
 
     try:
@@ -150,7 +155,8 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
                 running.append(WorkerProcess(victim.env, victim.log_path).start())
         recommended = triggers.read_until(lambda ids: set(ids) >= wanted, timeout_s)
         letters = consume(s.kafka_bootstrap_servers, s.topic_dead_letter,
-                          lambda r: {base64.b64decode(x["value"]) for x in r} >= set(bad), timeout_s, describe=logs)
+                          lambda r: {base64.b64decode(x["value"]) for x in r} >= set(bad), timeout_s, describe=logs,
+                          fetch_max_wait_ms=FETCH_WAIT_MS)
     finally:
         triggers.close()
         for worker in running:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from online.events import ClickEvent, QuizEvent
-from online.profile import LearnerProfile
+from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT, Candidate, Recommender
 from online.reranker import Reranker
 
@@ -121,16 +121,41 @@ def test_state_fits_json_tables_and_recovers() -> None:
     """The shared models keep their state in mappings of JSON values (a Faust table's), and a
     recommender rebuilt over the same tables ranks exactly as the one that learned."""
     tables: dict[str, dict] = {}
-    recommender = Recommender.over(lambda name: tables.setdefault(name, {}), explore_share=0.1)
+    recommender = Recommender.over(lambda name: tables.setdefault(name, {}), explore_share=0.1, learning_rate=0.005)
     catalogue = {f"c{i}": (unit(1.0, i / 5), {"part_of": "m", "level": "beginner"}) for i in range(10)}
     profile = LearnerProfile()
     shown: list = []
     for day in range(6):
         recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=shown)
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=3, seed=str(day))
-    assert set(tables) == {"popularity", "usage", "transitions", "reranker", "explorer", "difficulty"}
+    assert set(tables) == {"popularity", "usage", "transitions", "factors", "reranker", "explorer", "difficulty"}
     restored = {name: json.loads(json.dumps(table)) for name, table in tables.items()}
-    twin = Recommender.over(lambda name: restored[name], explore_share=0.1)
+    twin = Recommender.over(lambda name: restored[name], explore_share=0.1, learning_rate=0.005)
     again = twin.recommend(profile, candidates(profile, catalogue), k=3, seed="5")
     assert [i.model_dump() for i in again] == [i.model_dump() for i in shown]
     assert twin.reranker.weights() != PRIOR
+
+
+def test_latent_factors_live_in_the_profile_and_a_replay_learns_the_same_numbers() -> None:
+    """Learners who use the same courses get factors that score those courses higher; the learner's
+    factors survive the profile's bytes, and the same events give exactly the same state again."""
+    def learn() -> tuple[Recommender, dict[str, LearnerProfile]]:
+        recommender, profiles = Recommender(), {}
+        for day in range(30):
+            for user, course in (("a1", "algebra"), ("a2", "algebra"), ("a1", "calculus"), ("a2", "calculus"),
+                                 ("b1", "poetry"), ("b2", "poetry"), ("b1", "novels"), ("b2", "novels")):
+                profile = profiles.setdefault(user, LearnerProfile())
+                recommender.learn_one(profile, click(user, course, day), None, {})
+        return recommender, profiles
+
+    recommender, profiles = learn()
+    profile = profiles["a1"]
+    assert profile.factors is not None and profile.factors.shape == (20,)
+    restored = LearnerProfile.from_bytes(profile.to_bytes())
+    assert np.array_equal(restored.factors, profile.factors) and len(profile.to_bytes()) <= MAX_BYTES
+    calculus, novels = recommender.features(restored, [Candidate("calculus", 0.0), Candidate("novels", 0.0)],
+                                            time=(START + timedelta(days=30)).timestamp())
+    assert calculus["factors"] > novels["factors"] and calculus["factors_share"] == 1.0
+    twin, twin_profiles = learn()
+    assert twin.factors.table == recommender.factors.table
+    assert all(np.array_equal(twin_profiles[u].factors, p.factors) for u, p in profiles.items())

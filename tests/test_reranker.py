@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online.recommender import FEATURES, LEARNING_RATE, PRIOR, PRIOR_INTERCEPT
+from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT
 from online.reranker import Reranker
 
 value = st.floats(min_value=-1.0, max_value=6.0, allow_nan=False)
@@ -16,7 +16,7 @@ row = st.fixed_dictionaries({name: value for name in FEATURES})
 @settings(max_examples=200, deadline=None)
 @given(rows=st.lists(row, min_size=1, max_size=40), learned=st.lists(st.tuples(row, st.booleans()), max_size=20))
 def test_predict_many_is_predict_one_of_each_row(rows, learned) -> None:
-    reranker = Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE)
+    reranker = Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate=0.005)
     for x, y in learned:  # weights moved away from the prior, as in a running worker
         reranker.learn_one(x, y)
     batched = reranker.predict_many(rows)

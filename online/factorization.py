@@ -1,0 +1,132 @@
+"""Latent factors of learners and courses, learned online from every use (implicit matrix factorisation).
+
+River's ``FunkMF`` learns, one event at a time, a vector per learner and per course whose dot
+product says how likely the learner is to use the course: each use is a 1, and ``negatives``
+courses drawn uniformly from those known that the learner has not used are 0s. Where the
+transitions model (``online.transitions``) sees the learner's last few courses, the factors
+sum up everything the learner used: which kinds of material they work with and where in a
+curriculum they are. On OULAD it is the strongest single signal the re-ranker gets besides
+popularity (see ``online.recommender.PRIOR``).
+
+State is split as the stream processor keeps it: the learner's factors live in their profile
+(``online.profile``, 20 float32s), the courses' in a table (course id -> list of floats). A
+course's factors start from a normal draw seeded by its id, and negatives are drawn from a
+random source seeded by the event's id, so a replay learns exactly the same numbers.
+
+>>> import numpy as np
+>>> factors = CourseFactors(n_factors=4, negatives=2)
+>>> used = {"ann": set(), "bob": set()}
+>>> learners = {"ann": None, "bob": None}
+>>> for day in range(40):
+...     for learner, course in (("ann", "algebra"), ("bob", "poetry"), ("ann", "calculus"), ("bob", "novels")):
+...         used[learner].add(course)
+...         learners[learner] = factors.learn_one(learners[learner], course, used[learner].__contains__,
+...                                               seed=f"{learner}-{course}-{day}")
+>>> scores = factors.scores(learners["ann"], ["calculus", "novels"])
+>>> bool(scores[0] > scores[1])
+True
+>>> factors.scores(learners["ann"], ["never used"]).tolist()
+[0.0]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+
+import numpy as np
+from river import base, optim, reco
+
+
+def _initial(key: str, n_factors: int) -> np.ndarray:
+    """River's default initialisation (normal, sigma 0.1), seeded by ``key``: the same on every replay."""
+    seed = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed).normal(0.0, 0.1, n_factors)
+
+
+class _CourseLatents(MutableMapping[str, np.ndarray]):
+    """FunkMF's item latents read from and written to the course table (arrays in, lists stored)."""
+
+    def __init__(self, table: MutableMapping[str, list[float]], n_factors: int) -> None:
+        self.table, self.n_factors = table, n_factors
+
+    def __getitem__(self, course_id: str) -> np.ndarray:
+        row = self.table.get(course_id)
+        return _initial(course_id, self.n_factors) if row is None else np.asarray(row)
+
+    def __setitem__(self, course_id: str, latent: np.ndarray) -> None:
+        self.table[course_id] = latent.tolist()
+
+    def __delitem__(self, course_id: str) -> None:
+        del self.table[course_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+class CourseFactors(base.Estimator):
+    """Online implicit FunkMF (river) with the learner's factors held by the caller.
+
+    Parameters
+    ----------
+    n_factors, learning_rate, l2
+        As river's ``FunkMF`` (SGD on the squared error).
+    negatives
+        Unused courses learned as 0 after each use.
+    table
+        Where the courses' factors live: course id -> list of ``n_factors`` floats.
+    """
+
+    def __init__(
+        self,
+        n_factors: int = 20,
+        learning_rate: float = 0.05,
+        l2: float = 0.001,
+        negatives: int = 8,
+        table: MutableMapping[str, list[float]] | None = None,
+    ) -> None:
+        self.n_factors = n_factors
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.negatives = negatives
+        self.table: MutableMapping[str, list[float]] = {} if table is None else table
+        self._model = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(learning_rate), l2=l2)
+        self._model.i_latents = _CourseLatents(self.table, n_factors)
+        # the courses to draw negatives from, in the order they appeared (listed from the table once)
+        self._courses: list[str] | None = None
+
+    def learn_one(
+        self, learner: np.ndarray | None, course_id: str, used: Callable[[str], bool], seed: str
+    ) -> np.ndarray:
+        """Learn that a learner with factors ``learner`` (None: new) used ``course_id``; returns
+        their new factors. ``used`` says which courses the learner has used (never negatives)."""
+        if self._courses is None:
+            self._courses = list(self.table)
+        if course_id not in self.table:
+            self._courses.append(course_id)
+        vector = _initial(seed, self.n_factors) if learner is None else np.asarray(learner, dtype=np.float64)
+        self._model.u_latents = {"learner": vector}
+        self._model.learn_one("learner", course_id, 1.0)
+        rng = random.Random(seed)
+        for _ in range(self.negatives if len(self._courses) > 1 else 0):
+            for _attempt in range(10):
+                other = self._courses[rng.randrange(len(self._courses))]
+                if other != course_id and not used(other):
+                    self._model.learn_one("learner", other, 0.0)
+                    break
+        return self._model.u_latents["learner"].astype(np.float32)
+
+    def scores(self, learner: np.ndarray | None, course_ids: Sequence[str]) -> np.ndarray:
+        """The dot product of the learner's factors with each course's; 0 for a course never used
+        (or a learner without factors)."""
+        if learner is None:
+            return np.zeros(len(course_ids))
+        rows = [self.table.get(course_id) for course_id in course_ids]
+        known = np.array([row is not None for row in rows])
+        latents = np.array([row if row is not None else np.zeros(self.n_factors) for row in rows]).reshape(
+            len(course_ids), self.n_factors)
+        return np.where(known, latents @ np.asarray(learner, dtype=np.float64), 0.0)
