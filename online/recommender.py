@@ -79,9 +79,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from online.difficulty import QuestionDifficulty, sigmoid
 from online.diversity import mmr
 from online.events import ClickEvent, QuizEvent, Reason, RecommendedItem, VideoEvent
-from online.difficulty import QuestionDifficulty, sigmoid
 from online.exploration import ThompsonExplorer
 from online.factorization import CourseFactors
 from online.mastery import KnowledgeState, MasteryModel
