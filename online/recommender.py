@@ -10,7 +10,8 @@ The live worker (one Recommender per partition, backed by Faust tables), the rep
 evaluation and the tests all drive this same code.
 
 **Learning** (:meth:`Recommender.learn_one`). When a learner takes up a course for the first
-time, and before anything moves, the re-ranker learns from it: the course is a positive,
+time, and before anything moves, the re-ranker learns from it (if its learning rate is above
+0; by default it keeps its fitted prior, see :data:`LEARNING_RATE`): the course is a positive,
 with the features it had for this learner just then, and the courses of the learner's last
 list that they left are negatives (with the features they were shown with, together weighing
 as much as the positive); an exploring
@@ -223,15 +224,16 @@ class Recommender:
             return False
         time = event.event_time.timestamp()
         if not profile.has_taken(event.course_id):
-            similarity = profile.similarity(vector) if vector is not None else 0.0
-            taken_up = Candidate(event.course_id, similarity, payload)
-            # its shares are taken against what the learner could have been offered instead
-            offered = self.candidate_ids(profile, POOL, time)
-            others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
-            self.reranker.learn_one(self.features(profile, [taken_up, *others], time)[0], True)
-            left = [item for item in shown if item.course_id != event.course_id and item.features]
-            for item in left:  # together they weigh as much as the positive (see LEARNING_RATE)
-                self.reranker.learn_one(item.features, False, w=1.0 / len(left))
+            if self.reranker.learning_rate:  # else the prior stays: spare the positive's features
+                similarity = profile.similarity(vector) if vector is not None else 0.0
+                taken_up = Candidate(event.course_id, similarity, payload)
+                # its shares are taken against what the learner could have been offered instead
+                offered = self.candidate_ids(profile, POOL, time)
+                others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
+                self.reranker.learn_one(self.features(profile, [taken_up, *others], time)[0], True)
+                left = [item for item in shown if item.course_id != event.course_id and item.features]
+                for item in left:  # together they weigh as much as the positive (see LEARNING_RATE)
+                    self.reranker.learn_one(item.features, False, w=1.0 / len(left))
             for item in shown:
                 if item.explore and item.exploration_arm:
                     self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))

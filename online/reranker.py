@@ -115,10 +115,7 @@ class Reranker(base.Classifier):
         return probabilities.tolist()
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
-        """Learn that a candidate with features ``x`` was (``y``) or was not taken up; with a
-        ``learning_rate`` of 0 the weights stay the prior's and nothing is written."""
-        if not self.learning_rate:
-            return
+        """Learn that a candidate with features ``x`` was (``y``) or was not taken up."""
         model = self._load()
         model.learn_one(dict(x), y, w=w)
         updates = self._loaded_updates + 1
