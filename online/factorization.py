@@ -9,7 +9,7 @@ curriculum they are. On OULAD it is the strongest single signal the re-ranker ge
 popularity (see ``online.recommender.PRIOR``).
 
 State is split as the stream processor keeps it: the learner's factors live in their profile
-(``online.profile``, 20 float32s), the courses' in a table (course id -> list of floats). A
+(``online.profile``, 20 float32s), the courses' in a table (course id -> factors and arrival). A
 course's factors start from a normal draw seeded by its id, and negatives are drawn from a
 random source seeded by the event's id, so a replay learns exactly the same numbers.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any
 
 import numpy as np
 from river import base, optim, reco
@@ -46,17 +47,16 @@ def _initial(key: str, n_factors: int) -> np.ndarray:
 
 
 class _CourseLatents(MutableMapping[str, np.ndarray]):
-    """FunkMF's item latents read from and written to the course table (arrays in, lists stored)."""
+    """FunkMF's item latents read from and written to the course table's rows (arrays in, lists stored)."""
 
-    def __init__(self, table: MutableMapping[str, list[float]], n_factors: int) -> None:
-        self.table, self.n_factors = table, n_factors
+    def __init__(self, table: MutableMapping[str, dict[str, Any]]) -> None:
+        self.table = table
 
     def __getitem__(self, course_id: str) -> np.ndarray:
-        row = self.table.get(course_id)
-        return _initial(course_id, self.n_factors) if row is None else np.asarray(row)
+        return np.asarray(self.table[course_id]["v"])
 
     def __setitem__(self, course_id: str, latent: np.ndarray) -> None:
-        self.table[course_id] = latent.tolist()
+        self.table[course_id] = {"n": self.table[course_id]["n"], "v": latent.tolist()}
 
     def __delitem__(self, course_id: str) -> None:
         del self.table[course_id]
@@ -78,7 +78,8 @@ class CourseFactors(base.Estimator):
     negatives
         Unused courses learned as 0 after each use.
     table
-        Where the courses' factors live: course id -> list of ``n_factors`` floats.
+        Where the courses' factors live: course id -> ``{"n": arrival number, "v": factors}``.
+        Negatives are drawn from the courses in arrival order, so the order survives a restart.
     """
 
     def __init__(
@@ -93,10 +94,10 @@ class CourseFactors(base.Estimator):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.negatives = negatives
-        self.table: MutableMapping[str, list[float]] = {} if table is None else table
+        self.table: MutableMapping[str, dict[str, Any]] = {} if table is None else table
         self._model = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(learning_rate), l2=l2)
-        self._model.i_latents = _CourseLatents(self.table, n_factors)
-        # the courses to draw negatives from, in the order they appeared (listed from the table once)
+        self._model.i_latents = _CourseLatents(self.table)
+        # the courses to draw negatives from, in arrival order (read from the table once)
         self._courses: list[str] | None = None
 
     def learn_one(
@@ -105,8 +106,9 @@ class CourseFactors(base.Estimator):
         """Learn that a learner with factors ``learner`` (None: new) used ``course_id``; returns
         their new factors. ``used`` says which courses the learner has used (never negatives)."""
         if self._courses is None:
-            self._courses = list(self.table)
+            self._courses = sorted(self.table, key=lambda known: self.table[known]["n"])
         if course_id not in self.table:
+            self.table[course_id] = {"n": len(self._courses), "v": _initial(course_id, self.n_factors).tolist()}
             self._courses.append(course_id)
         vector = _initial(seed, self.n_factors) if learner is None else np.asarray(learner, dtype=np.float64)
         self._model.u_latents = {"learner": vector}
@@ -127,6 +129,6 @@ class CourseFactors(base.Estimator):
             return np.zeros(len(course_ids))
         rows = [self.table.get(course_id) for course_id in course_ids]
         known = np.array([row is not None for row in rows])
-        latents = np.array([row if row is not None else np.zeros(self.n_factors) for row in rows]).reshape(
+        latents = np.array([row["v"] if row is not None else np.zeros(self.n_factors) for row in rows]).reshape(
             len(course_ids), self.n_factors)
         return np.where(known, latents @ np.asarray(learner, dtype=np.float64), 0.0)

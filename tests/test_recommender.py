@@ -11,6 +11,7 @@ import pytest
 
 from online.events import ClickEvent, QuizEvent
 from online.profile import MAX_BYTES, LearnerProfile
+from online.factorization import CourseFactors
 from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT, Candidate, Recommender
 from online.reranker import Reranker
 
@@ -159,3 +160,22 @@ def test_latent_factors_live_in_the_profile_and_a_replay_learns_the_same_numbers
     twin, twin_profiles = learn()
     assert twin.factors.table == recommender.factors.table
     assert all(np.array_equal(twin_profiles[u].factors, p.factors) for u, p in profiles.items())
+
+
+def test_latent_factors_learn_the_same_after_a_restart() -> None:
+    """A worker restarted on the table (whose store may list keys in any order) draws the same
+    negatives, so it learns the same numbers as one that ran on."""
+    def uses(factors: CourseFactors, learners: dict, start: int) -> None:
+        for i in range(start, start + 40):
+            user, course = f"u{i % 3}", f"c{(i * 7) % 11}"
+            learners[user] = factors.learn_one(learners.get(user), course, lambda c: False, seed=f"e{i}")
+
+    table: dict = {}
+    ran_on, learners = CourseFactors(n_factors=4, table=table), {}
+    uses(ran_on, learners, 0)
+    stored = dict(reversed(list(json.loads(json.dumps(table)).items())))
+    restarted, learners_again = CourseFactors(n_factors=4, table=stored), dict(learners)
+    uses(ran_on, learners, 40)
+    uses(restarted, learners_again, 40)
+    assert stored == json.loads(json.dumps(table))
+    assert all(np.array_equal(learners[u], learners_again[u]) for u in learners)
