@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from online.events import ClickEvent, QuizEvent
-from online.profile import MAX_BYTES, LearnerProfile
 from online.factorization import CourseFactors
+from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT, Candidate, Recommender
 from online.reranker import Reranker
 
