@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
@@ -59,10 +60,10 @@ from online.policies import assign
 from online.popularity import DecayedPopularity
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
-from online.recommender import DIVERSE, Candidate, Recommender
+from online.recommender import DIVERSE, Candidate, LearnerEvent, Recommender
 from streams import metrics
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
-from streams.faust_fixes import apply_faust_fixes
+from streams.faust_fixes import apply_faust_fixes, processing
 from streams.replica import CatalogueReplica, point_to_bytes
 from streams.settings import Settings
 from streams.vectorstore import (
@@ -216,6 +217,16 @@ async def drop_revoked_models(sender: faust.App, revoked: set, **kwargs: object)
             _recommenders.pop(tp.partition, None)
 
 
+@dataclass(frozen=True)
+class CandidateQuery:
+    """A learner's candidate search: ``limit`` nearest their interest, and ``ids`` besides."""
+
+    profile: LearnerProfile
+    limit: int
+    ids: Sequence[str] = ()
+    with_vectors: bool = False
+
+
 class CourseIndex(mode.Service):
     """The vector store and the encoder client, with a cache of course vectors.
 
@@ -316,14 +327,15 @@ class CourseIndex(mode.Service):
             if point is not None and version in (None, point.payload.get("model_version"))
         }
 
-    async def candidates(
-        self, profile: LearnerProfile, limit: int, ids: Sequence[str] = (), with_vectors: bool = False
-    ) -> list[Candidate]:
-        """See :func:`streams.vectorstore.candidates_for`; only vectors of the current model."""
+    async def candidates(self, queries: Sequence[CandidateQuery]) -> list[list[Candidate]]:
+        """Each query's candidates (see :func:`streams.vectorstore.candidates_for`), all in one call
+        on the store thread; only vectors of the current model."""
         using, version = self.config.ranking_vector, self.model_version
-        return await self._in_store(
-            "search", lambda s: candidates_for(s, profile, using, limit, version, ids, with_vectors)
-        )
+
+        def search(store: VectorStore) -> list[list[Candidate]]:
+            return [candidates_for(store, q.profile, using, q.limit, version, q.ids, q.with_vectors) for q in queries]
+
+        return await self._in_store("search", search)
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""
@@ -420,19 +432,41 @@ def _trigger(event: ClickEvent | VideoEvent | QuizEvent | RankRequest, message: 
     )
 
 
-async def recommend(engine: Recommender, profile: LearnerProfile, policy: str, now: float, seed: str) -> list[RecommendedItem]:
-    """Rank the learner's candidates; when rules leave the list short, look once more, wider."""
+@dataclass(frozen=True)
+class ListToRank:
+    """A learner's fresh list to rank: by their partition's engine and their policy, at an event time."""
+
+    engine: Recommender
+    profile: LearnerProfile
+    policy: str
+    time: float
+    seed: str
+    event: EventT | None = None  # the stream event it answers: its partition's tables hold the engine's state
+
+
+async def recommend(wanted: Sequence[ListToRank]) -> list[list[RecommendedItem]]:
+    """Rank each learner's candidates, searched in one store call for all; when rules leave lists
+    short, look once more, wider, for those."""
     k = settings.recommendations_k
-    ids = engine.candidate_ids(profile, k, now)
+    ids = []
+    for w in wanted:
+        with processing(w.event):
+            ids.append(w.engine.candidate_ids(w.profile, k, w.time))
+    lists: list[list[RecommendedItem]] = [[] for _ in wanted]
+    short = list(range(len(wanted)))
     for limit in (k, WIDER * k):
-        candidates = await course_index.candidates(profile, limit, ids, with_vectors=policy == DIVERSE)
-        items = engine.recommend(profile, candidates, k, policy, now, seed)
-        if len(items) == k:
+        queries = [CandidateQuery(wanted[i].profile, limit, ids[i], wanted[i].policy == DIVERSE) for i in short]
+        for i, candidates in zip(short, await course_index.candidates(queries)):
+            w = wanted[i]
+            with processing(w.event):
+                lists[i] = w.engine.recommend(w.profile, candidates, k, w.policy, w.time, w.seed)
+        short = [i for i in short if len(lists[i]) < k]
+        if not short:
             break
-    return items
+    return lists
 
 
-def last_shown(user: bytes, profile: LearnerProfile) -> list[RecommendedItem]:
+def last_shown(shown: Recommendation | None, profile: LearnerProfile) -> list[RecommendedItem]:
     """The last list shown to a learner, if none of their events was learned since: what the
     re-ranker learns from at their next event, once (as the offline harness's policy does).
 
@@ -440,11 +474,7 @@ def last_shown(user: bytes, profile: LearnerProfile) -> list[RecommendedItem]:
     learner's partition; one that answered a message before the last event the profile applied is
     spent. When every event publishes a list, the one before each event is always fresh.
     """
-    raw = latest_recommendations.get(user)
-    if not raw:
-        return []
-    shown = Recommendation.model_validate_json(raw)
-    if shown.trigger.offset is not None and shown.trigger.offset < profile.applied_offset:
+    if shown is None or (shown.trigger.offset is not None and shown.trigger.offset < profile.applied_offset):
         return []
     return shown.items
 
@@ -460,43 +490,9 @@ async def load_profile(user: bytes) -> LearnerProfile:
     return profile
 
 
-async def learn(event: ClickEvent | VideoEvent | QuizEvent, message: Message) -> Recommendation | None:
-    """Learn a learner event into their profile and their partition's models; then, unless
-    ``recommend_on_event`` is off, their fresh list."""
-    profile = await load_profile(message.key)
-    shown = last_shown(message.key, profile)
-    course = (await course_index.points([event.course_id])).get(event.course_id)
-    engine = recommender(message.partition)
-    using = settings.ranking_vector
-    engine.learn_one(
-        profile,
-        event,
-        course.vectors[using] if course else None,
-        course.payload if course else {},
-        offset=message.offset,
-        shown=shown,
-    )
-    save_learned(message.partition)
-    # Written even when the event was redelivered and skipped: after a crash the local
-    # store can be ahead of the changelog (rows written, not yet sent), and this sends them.
-    profiles[message.key] = profile.to_bytes()
-    if not settings.recommend_on_event:
-        return None
-    policy = assign(event.user_id, settings.policies)
-    return Recommendation(
-        user_id=event.user_id,
-        generated_at=utcnow(),
-        trigger=_trigger(event, message),
-        items=await recommend(engine, profile, policy, event.event_time.timestamp(), event.event_id),
-        policy=policy,
-        model_version=course_index.model_version or "none",
-    )
-
-
-async def answer(request: RankRequest, message: Message) -> Recommendation:
+async def answer(request: RankRequest, message: Message, profile: LearnerProfile) -> Recommendation:
     """Rank exactly the request's candidates (those indexed) for the learner, from their
-    partition's state now; nothing is learned."""
-    profile = await load_profile(message.key)
+    profile and their partition's state now; nothing is learned."""
     using = settings.ranking_vector
     points = await course_index.points(request.candidates)
     offered = [
@@ -529,40 +525,168 @@ def forget(request: ForgetRequest) -> None:
     log.warning("audit: forget request %s handled; removed rows of %s", request.request_id, removed or "no table")
 
 
+LearnerMessage = LearnerEvent | RankRequest | ForgetRequest
+
+
+class LearnerBatch:
+    """One batch of learner messages, processed in order; each table row they change is written once.
+
+    Events are learned one by one, in order. Lists are ranked a segment at a time, with one
+    candidate search for all of a segment's learners: the learner events since the last ranking,
+    then the rank requests after them. A segment ends before a learner's second event (learning it
+    reads the list shown after the first) and before a learner event that follows a request (a
+    request is answered from the state before it). So a list reflects its learner's profile just
+    after the triggering event, and the partition's shared models as of the segment's end: at most
+    ``learner_batch_size - 1`` events later (``COURSESTREAM_LEARNER_BATCH_SIZE=1`` ranks each list
+    before the next event is learned). Profiles, latest lists and shared-model rows are written at
+    the end, before Faust acks the batch: a crash before then redelivers all of it.
+    """
+
+    def __init__(self) -> None:
+        self.profiles: dict[bytes, tuple[bytes, EventT]] = {}  # serialised, as the next event would read it
+        self.shown: dict[bytes, tuple[Recommendation, bytes, EventT]] = {}
+        self.partitions: dict[int, EventT] = {}
+        self.to_rank: list[tuple[EventT, LearnerEvent, ListToRank]] = []
+        self.ranking: set[bytes] = set()  # the learners in to_rank
+        self.requests: list[tuple[EventT, RankRequest]] = []
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        parsed: list[tuple[EventT, LearnerMessage]] = []
+        for event in events:
+            message = event.message
+            try:
+                value = parse_learner_message(message.value)
+                if message.key != value.user_id.encode():
+                    raise InvalidEvent("message key must be the user_id (learner topics are keyed by user)")
+            except InvalidEvent as error:
+                await dead_letter(message, str(error), "InvalidEvent")
+                continue
+            parsed.append((event, value))
+        await course_index.points(list({v.course_id for _, v in parsed if isinstance(v, LearnerEvent)}))  # cached
+        for event, value in parsed:
+            with processing(event):
+                await self.take(event, value)
+        await self.rank()
+        self.write()
+
+    async def take(self, event: EventT, value: LearnerMessage) -> None:
+        key = event.message.key
+        if isinstance(value, RankRequest):
+            self.requests.append((event, value))
+            return
+        if isinstance(value, ForgetRequest) or self.requests or key in self.ranking:
+            await self.rank()
+        if isinstance(value, ForgetRequest):
+            self.profiles.pop(key, None)
+            self.shown.pop(key, None)
+            forget(value)
+            return
+        try:
+            await self.learn(event, value)
+        except Exception as error:  # a bug or an outage must not stop the stream
+            log.exception("failed to process %s", value.event_id)
+            await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
+            return
+        metrics.events.labels(value.kind).inc()
+
+    async def profile(self, user: bytes) -> LearnerProfile:
+        """The learner's profile as this batch has left it so far."""
+        return LearnerProfile.from_bytes(self.profiles[user][0]) if user in self.profiles else await load_profile(user)
+
+    async def learn(self, event: EventT, value: LearnerEvent) -> None:
+        """Learn a learner event into their profile and their partition's models; their list is ranked later."""
+        message = event.message
+        profile = await self.profile(message.key)
+        if message.key in self.shown:
+            shown = last_shown(self.shown[message.key][0], profile)
+        else:
+            raw = latest_recommendations.get(message.key)
+            shown = last_shown(Recommendation.model_validate_json(raw) if raw else None, profile)
+        course = (await course_index.points([value.course_id])).get(value.course_id)
+        engine = recommender(message.partition)
+        using = settings.ranking_vector
+        engine.learn_one(
+            profile,
+            value,
+            course.vectors[using] if course else None,
+            course.payload if course else {},
+            offset=message.offset,
+            shown=shown,
+        )
+        # Kept even when the event was redelivered and skipped: after a crash the local store can
+        # be ahead of the changelog (rows written, not yet sent), and writing the row sends them.
+        # Serialised now, as if written: the learner's next event learns from the same
+        # (quantised) profile however the events fall into batches.
+        self.profiles[message.key] = (profile.to_bytes(), event)
+        self.partitions[message.partition] = event
+        if settings.recommend_on_event:
+            policy = assign(value.user_id, settings.policies)
+            when = value.event_time.timestamp()
+            self.to_rank.append((event, value, ListToRank(engine, profile, policy, when, value.event_id, event)))
+            self.ranking.add(message.key)
+
+    async def rank(self) -> None:
+        """Rank the segment's lists and answer its requests; publish them in order."""
+        to_rank, requests = self.to_rank, self.requests
+        self.to_rank, self.requests = [], []
+        self.ranking.clear()
+        if to_rank:
+            try:
+                lists = await recommend([wanted for _, _, wanted in to_rank])
+            except Exception as error:  # a bug or an outage must not stop the stream
+                log.exception("failed to rank the lists of %d events", len(to_rank))
+                for event, _, _ in to_rank:
+                    await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
+                lists = []
+            for (event, value, wanted), items in zip(to_rank, lists):
+                await self.publish(event, Recommendation(
+                    user_id=value.user_id,
+                    generated_at=utcnow(),
+                    trigger=_trigger(value, event.message),
+                    items=items,
+                    policy=wanted.policy,
+                    model_version=course_index.model_version or "none",
+                ))
+        for event, request in requests:
+            with processing(event):
+                try:
+                    answered = await answer(request, event.message, await self.profile(event.message.key))
+                except Exception as error:
+                    log.exception("failed to process %s", request.event_id)
+                    await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
+                    continue
+            metrics.events.labels(request.kind).inc()
+            await self.publish(event, answered)
+
+    async def publish(self, event: EventT, recommendation: Recommendation) -> None:
+        published = recommendation.model_dump_json().encode()
+        self.shown[event.message.key] = (recommendation, published, event)
+        await recommendations.send(key=event.message.key, value=published)
+        metrics.recommendations.inc()
+        if event.message.timestamp:
+            metrics.event_to_recommendation.observe(max(0.0, time.time() - event.message.timestamp))
+
+    def write(self) -> None:
+        """Write each changed row once: shared models, profiles, latest lists."""
+        for partition, event in self.partitions.items():
+            with processing(event):
+                save_learned(partition)
+        for key, (row, event) in self.profiles.items():
+            with processing(event):
+                profiles[key] = row
+        for key, (_, published, event) in self.shown.items():
+            with processing(event):
+                latest_recommendations[key] = published
+
+
 @app.agent(learner_events)
 async def update_profiles(stream: faust.StreamT) -> None:
-    """Learner event -> profile (exactly once in effect) -> fresh recommendations; rank request -> its
-    answer; forget request -> the learner's rows deleted."""
+    """Learner events, a batch at a time -> profiles (exactly once in effect) -> fresh
+    recommendations; rank request -> its answer; forget request -> the learner's rows deleted."""
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
-    event: EventT
-    async for event in stream.events():
-        message = event.message
-        try:
-            parsed = parse_learner_message(message.value)
-            if message.key != parsed.user_id.encode():
-                raise InvalidEvent("message key must be the user_id (learner topics are keyed by user)")
-        except InvalidEvent as error:
-            await dead_letter(message, str(error), "InvalidEvent")
-            continue
-        if isinstance(parsed, ForgetRequest):
-            forget(parsed)
-            continue
-        try:
-            recommendation = await (answer if isinstance(parsed, RankRequest) else learn)(parsed, message)
-        except Exception as error:  # a bug or an outage must not stop the stream
-            log.exception("failed to process %s", parsed.event_id)
-            await dead_letter(message, f"processing failed: {error!r}", type(error).__name__)
-            continue
-        metrics.events.labels(parsed.kind).inc()
-        if recommendation is None:
-            continue
-        published = recommendation.model_dump_json().encode()
-        latest_recommendations[message.key] = published
-        await recommendations.send(key=message.key, value=published)
-        metrics.recommendations.inc()
-        if message.timestamp:
-            metrics.event_to_recommendation.observe(max(0.0, time.time() - message.timestamp))
+    async for events in stream.take_events(settings.learner_batch_size, within=settings.learner_batch_wait_ms / 1000):
+        await LearnerBatch().process(events)
 
 
 async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
@@ -650,7 +774,8 @@ async def follow_model_version() -> None:
 
 async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, object]:
     """A readable summary of a learner: activity, recent courses, what their interest is near."""
-    near = [c for c in await course_index.candidates(profile, limit=5) if not profile.has_taken(c.course_id)][:5]
+    [found] = await course_index.candidates([CandidateQuery(profile, limit=5)])
+    near = [c for c in found if not profile.has_taken(c.course_id)][:5]
     knowledge = profile.knowledge
     return {
         "user_id": user_id,
@@ -698,7 +823,7 @@ async def cold_start(user_id: str, context: str) -> dict[str, object]:
     engine = Recommender(popularity=DecayedPopularity(table=state), explore_share=settings.explore_share)
     profile, policy = LearnerProfile(context=context), assign(user_id, settings.policies)
     now = engine.popularity.latest(context) or time.time()  # event time: a replayed history is not old news
-    items = await recommend(engine, profile, policy, now, user_id)
+    [items] = await recommend([ListToRank(engine, profile, policy, now, user_id)])
     return {
         "user_id": user_id,
         "generated_at": utcnow().isoformat(),

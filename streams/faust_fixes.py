@@ -1,6 +1,6 @@
-"""A fix for a Faust race that skips input after table recovery (any broker, not just Tansu).
+"""Fixes for Faust (any broker, not just Tansu).
 
-faust-streaming 0.15.3, ``Recovery.on_recovery_completed``, resumes the stream partitions,
+**A race that skips input after table recovery.** faust-streaming 0.15.3, ``Recovery.on_recovery_completed``, resumes the stream partitions,
 seeks them to their committed offsets and only then resumes the app's flow control, which
 clears every stream's queue (``clear_on_resume``). When recovery had to read changelogs,
 the consumer's own flow is still on from that phase, so the fetcher can deliver records of
@@ -13,11 +13,24 @@ from offset 249 straight to 341 on one partition.
 The fix stops the consumer's flow before that method runs, so nothing is fetched until it
 has sought to the committed offsets and resumed the flow itself; records a fetch returns
 meanwhile are discarded by Faust and fetched again from the committed offset.
+
+**Tables inside** ``Stream.take_events``. A table read or write takes its partition from
+Faust's current event (RocksDB keeps a database per partition; the changelog record goes to
+that partition). ``take_events`` sets the current event only in the background task that fills
+its buffer, never in the agent's, so an agent working through a batch says which event it is
+on with :func:`processing`.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Faust has no public setter of its current event: it sets it only while iterating a stream.
+from faust.streams import _current_event
 from faust.tables.recovery import Recovery
+from faust.types import EventT
 
 _on_recovery_completed = Recovery.on_recovery_completed
 
@@ -30,3 +43,17 @@ async def _on_recovery_completed_with_flow_stopped(self: Recovery, generation_id
 def apply_faust_fixes() -> None:
     """Patch Faust's recovery (idempotent); every worker applies it, whatever the broker."""
     Recovery.on_recovery_completed = _on_recovery_completed_with_flow_stopped  # type: ignore[method-assign]
+
+
+@contextmanager
+def processing(event: EventT | None) -> Iterator[None]:
+    """Make ``event`` Faust's current event while the block runs: the partition tables use
+    (None: leave the current event as it is)."""
+    if event is None:
+        yield
+        return
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

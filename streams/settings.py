@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         "(the evaluation turns it off so that the worker shows lists exactly where the offline harness does)."
     )
     content_batch_size: int = Field(32, ge=1, description="Course content items embedded per encoder call.")
+    learner_batch_size: int = Field(
+        256, ge=1, description="Most learner events processed together (one candidate search for their lists, one"
+        " write per changed table row); 1 ranks each list before the next event is learned.",
+    )
+    learner_batch_wait_ms: float = Field(
+        5.0, gt=0, description="How long the worker waits to fill a batch of learner events (latency at low load).",
+    )
 
     # The worker's HTTP API (health, metrics, read APIs)
     web_enabled: bool = True

@@ -1,7 +1,10 @@
-"""The Faust recovery fix: stream partitions are resumed and sought with the consumer's flow stopped.
+"""The Faust fixes: stream partitions are resumed and sought with the consumer's flow stopped;
+an agent working through a batch names Faust's current event.
 
-The race it closes needs a restart with changelogs to read; the SIGKILL-restart tests in
-``test_pipeline.py`` and ``test_crash.py`` are where its effect shows (no skipped offsets).
+The race the first closes needs a restart with changelogs to read; the SIGKILL-restart tests in
+``test_pipeline.py`` and ``test_crash.py`` are where its effect shows (no skipped offsets). The
+worker's tests on several partitions show the second: a table row read or written under the
+wrong event would come from, or go to, another partition's store.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import faust
 from faust.tables.recovery import Recovery
 
 from streams import faust_fixes
@@ -34,3 +38,20 @@ def test_the_worker_app_applies_the_fix() -> None:
     import streams.app  # noqa: F401  (applies the fix on import)
 
     assert Recovery.on_recovery_completed is faust_fixes._on_recovery_completed_with_flow_stopped
+
+
+class _Event:  # a stand-in: Faust holds its current event by weak reference
+    pass
+
+
+def test_processing_makes_an_event_current_for_its_block_only() -> None:
+    first, second = _Event(), _Event()
+    assert faust.current_event() is None
+    with faust_fixes.processing(first):
+        assert faust.current_event() is first
+        with faust_fixes.processing(second):
+            assert faust.current_event() is second
+        with faust_fixes.processing(None):
+            assert faust.current_event() is first
+        assert faust.current_event() is first
+    assert faust.current_event() is None
