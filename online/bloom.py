@@ -15,20 +15,25 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 SIZE_BYTES = 384
 HASHES = 4
 
 
+@functools.lru_cache(maxsize=200_000)  # ranking asks about the same catalogue for every learner
+def _positions(item: str, size: int) -> tuple[int, ...]:
+    digest = hashlib.blake2b(item.encode(), digest_size=4 * HASHES).digest()
+    return tuple(int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size for i in range(HASHES))
+
+
 class BloomFilter:
     def __init__(self, bits: bytes | None = None) -> None:
         self._bits = bytearray(bits if bits is not None else SIZE_BYTES)
 
-    def _positions(self, item: str) -> list[int]:
-        digest = hashlib.blake2b(item.encode(), digest_size=4 * HASHES).digest()
-        size = len(self._bits) * 8
-        return [int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size for i in range(HASHES)]
+    def _positions(self, item: str) -> tuple[int, ...]:
+        return _positions(item, len(self._bits) * 8)
 
     def add(self, item: str) -> None:
         for position in self._positions(item):

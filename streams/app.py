@@ -532,14 +532,16 @@ class LearnerBatch:
     """One batch of learner messages, processed in order; each table row they change is written once.
 
     Events are learned one by one, in order. Lists are ranked a segment at a time, with one
-    candidate search for all of a segment's learners: the learner events since the last ranking,
-    then the rank requests after them. A segment ends before a learner's second event (learning it
-    reads the list shown after the first) and before a learner event that follows a request (a
-    request is answered from the state before it). So a list reflects its learner's profile just
-    after the triggering event, and the partition's shared models as of the segment's end: at most
-    ``learner_batch_size - 1`` events later (``COURSESTREAM_LEARNER_BATCH_SIZE=1`` ranks each list
-    before the next event is learned). Profiles, latest lists and shared-model rows are written at
-    the end, before Faust acks the batch: a crash before then redelivers all of it.
+    candidate search for all of a segment's lists: the learner events since the last ranking,
+    then the rank requests after them (a segment ends before a learner event that follows a
+    request: a request is answered from the state before it). So a list reflects its learner's
+    profile just after the triggering event, and the partition's shared models as of the
+    segment's end, at most ``learner_batch_size - 1`` events later. The list an event is taken
+    to answer (what the bandit and the re-ranker learn from) is the learner's last one published
+    before it: the lists of a burst of events in one batch are published together, after them.
+    ``COURSESTREAM_LEARNER_BATCH_SIZE=1`` ranks and publishes each list before the next event is
+    learned. Profiles, latest lists and shared-model rows are written at the end, before Faust
+    acks the batch: a crash before then redelivers all of it.
     """
 
     def __init__(self) -> None:
@@ -547,7 +549,6 @@ class LearnerBatch:
         self.shown: dict[bytes, tuple[Recommendation, bytes, EventT]] = {}
         self.partitions: dict[int, EventT] = {}
         self.to_rank: list[tuple[EventT, LearnerEvent, ListToRank]] = []
-        self.ranking: set[bytes] = set()  # the learners in to_rank
         self.requests: list[tuple[EventT, RankRequest]] = []
 
     async def process(self, events: Sequence[EventT]) -> None:
@@ -574,14 +575,15 @@ class LearnerBatch:
         if isinstance(value, RankRequest):
             self.requests.append((event, value))
             return
-        if isinstance(value, ForgetRequest) or self.requests or key in self.ranking:
-            await self.rank()
         if isinstance(value, ForgetRequest):
+            await self.rank()
             self.profiles.pop(key, None)
             self.shown.pop(key, None)
             forget(value)
             return
         try:
+            if self.requests:
+                await self.rank()
             await self.learn(event, value)
         except Exception as error:  # a bug or an outage must not stop the stream
             log.exception("failed to process %s", value.event_id)
@@ -623,13 +625,11 @@ class LearnerBatch:
             policy = assign(value.user_id, settings.policies)
             when = value.event_time.timestamp()
             self.to_rank.append((event, value, ListToRank(engine, profile, policy, when, value.event_id, event)))
-            self.ranking.add(message.key)
 
     async def rank(self) -> None:
         """Rank the segment's lists and answer its requests; publish them in order."""
         to_rank, requests = self.to_rank, self.requests
         self.to_rank, self.requests = [], []
-        self.ranking.clear()
         if to_rank:
             try:
                 lists = await recommend([wanted for _, _, wanted in to_rank])

@@ -110,9 +110,10 @@ def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePo
     store = EdgeVectorStore(tmp_path / "edge")
     store.ensure_collection({"text": 384})
     store.upsert(points)
-    before = [h.course_id for h in store.query(points[3].vectors["text"], "text", [Source(5)])]
+    before = [(h.course_id, h.payload) for h in store.query(points[3].vectors["text"], "text", [Source(5)])]
     store.close()
-    reopened = EdgeVectorStore(tmp_path / "edge")
+    reopened = EdgeVectorStore(tmp_path / "edge")  # knows no payload yet: reads those of its hits
     assert reopened.count() == len(points)
-    assert [h.course_id for h in reopened.query(points[3].vectors["text"], "text", [Source(5)])] == before
+    assert [(h.course_id, h.payload) for h in reopened.query(points[3].vectors["text"], "text", [Source(5)])] == before
+    assert before[0][1] == {**points[3].payload, "course_id": points[3].course_id}
     reopened.close()
