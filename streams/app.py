@@ -552,6 +552,7 @@ class LearnerBatch:
         self.requests: list[tuple[EventT, RankRequest]] = []
 
     async def process(self, events: Sequence[EventT]) -> None:
+        """Dead-letter what does not parse, take the rest in order, rank what is left, write."""
         parsed: list[tuple[EventT, LearnerMessage]] = []
         for event in events:
             message = event.message
@@ -563,7 +564,10 @@ class LearnerBatch:
                 await dead_letter(message, str(error), "InvalidEvent")
                 continue
             parsed.append((event, value))
-        await course_index.points(list({v.course_id for _, v in parsed if isinstance(v, LearnerEvent)}))  # cached
+        try:  # one store call for the batch's courses: learning then finds them in the cache
+            await course_index.points(list({v.course_id for _, v in parsed if isinstance(v, LearnerEvent)}))
+        except Exception:  # each event asks again, and is dead-lettered if it still fails
+            log.exception("could not read the courses of a batch")
         for event, value in parsed:
             with processing(event):
                 await self.take(event, value)
@@ -571,6 +575,7 @@ class LearnerBatch:
         self.write()
 
     async def take(self, event: EventT, value: LearnerMessage) -> None:
+        """Queue a rank request; carry out a forget request; learn a learner event (its list queued)."""
         key = event.message.key
         if isinstance(value, RankRequest):
             self.requests.append((event, value))
