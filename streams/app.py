@@ -9,7 +9,9 @@ Data flow::
     learner-events: forget request --(update_profiles)--> the learner's table rows deleted (tombstones)
 
 Learner-keyed topics and the profiles table share one partition count, so a learner's
-events are processed in order by the one worker that owns the learner's profile.
+events are processed in order by the one worker that owns the learner's profile. The learner
+agent takes them a batch at a time (:class:`LearnerBatch`: one candidate search for many
+lists, each changed table row written once).
 Delivery is at-least-once; profiles skip events they already applied (see
 ``online.profile``), and every recommendation names its trigger event so subscribers
 can drop a redelivered duplicate.
