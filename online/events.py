@@ -314,6 +314,11 @@ class Recommendation(_Contract):
     user_id: str
     generated_at: datetime
     trigger: Trigger
+    coalesced: list[Trigger] = Field(
+        default_factory=list,
+        description="Earlier events of this learner, taken in the same batch, that this list also answers, oldest "
+        "first: their own lists were not published (COURSESTREAM_COALESCE_BURSTS).",
+    )
     items: list[RecommendedItem]
     policy: str = Field(description="Ranking policy / A-B variant that produced the list.")
     model_version: str = Field(description="Encoder model version of the vectors ranked.")

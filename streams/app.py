@@ -468,6 +468,19 @@ async def recommend(wanted: Sequence[ListToRank]) -> list[list[RecommendedItem]]
     return lists
 
 
+def coalesce(to_rank: Sequence[tuple[EventT, LearnerEvent, ListToRank]]
+             ) -> tuple[list[tuple[EventT, LearnerEvent, ListToRank]], dict[bytes, list[tuple[EventT, LearnerEvent]]]]:
+    """Each learner's last list of a segment, in order, and by learner the earlier events it also
+    answers: their lists would be stale before anyone read them, and nothing learns from them (an
+    event learns from the list published before its batch)."""
+    last = {event.message.key: i for i, (event, _, _) in enumerate(to_rank)}
+    earlier: dict[bytes, list[tuple[EventT, LearnerEvent]]] = {}
+    for i, (event, value, _) in enumerate(to_rank):
+        if last[event.message.key] != i:
+            earlier.setdefault(event.message.key, []).append((event, value))
+    return [to_rank[i] for i in sorted(last.values())], earlier
+
+
 def last_shown(shown: Recommendation | None, profile: LearnerProfile) -> list[RecommendedItem]:
     """The last list shown to a learner, if none of their events was learned since: what the
     re-ranker learns from at their next event, once (as the offline harness's policy does).
@@ -637,19 +650,24 @@ class LearnerBatch:
         """Rank the segment's lists and answer its requests; publish them in order."""
         to_rank, requests = self.to_rank, self.requests
         self.to_rank, self.requests = [], []
+        earlier: dict[bytes, list[tuple[EventT, LearnerEvent]]] = {}
+        if settings.coalesce_bursts:
+            to_rank, earlier = coalesce(to_rank)
         if to_rank:
             try:
                 lists = await recommend([wanted for _, _, wanted in to_rank])
             except Exception as error:  # a bug or an outage must not stop the stream
                 log.exception("failed to rank the lists of %d events", len(to_rank))
                 for event, _, _ in to_rank:
-                    await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
+                    for failed, _ in [*earlier.get(event.message.key, ()), (event, None)]:
+                        await dead_letter(failed.message, f"processing failed: {error!r}", type(error).__name__)
                 lists = []
             for (event, value, wanted), items in zip(to_rank, lists):
                 await self.publish(event, Recommendation(
                     user_id=value.user_id,
                     generated_at=utcnow(),
                     trigger=_trigger(value, event.message),
+                    coalesced=[_trigger(v, e.message) for e, v in earlier.get(event.message.key, ())],
                     items=items,
                     policy=wanted.policy,
                     model_version=course_index.model_version or "none",
@@ -670,8 +688,12 @@ class LearnerBatch:
         self.shown[event.message.key] = (recommendation, published, event)
         await recommendations.send(key=event.message.key, value=published)
         metrics.recommendations.inc()
+        now = time.time()
         if event.message.timestamp:
-            metrics.event_to_recommendation.observe(max(0.0, time.time() - event.message.timestamp))
+            metrics.event_to_recommendation.observe(max(0.0, now - event.message.timestamp))
+        for answered in recommendation.coalesced:
+            if answered.ingested_at is not None:
+                metrics.event_to_recommendation.observe(max(0.0, now - answered.ingested_at.timestamp()))
 
     def write(self) -> None:
         """Write each changed row once: shared models, profiles, latest lists."""

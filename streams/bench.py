@@ -10,7 +10,9 @@ measures:
   learner-events topic to a recommendations topic (same partitions, same broker, same fetch
   wait as the worker);
 - **worker**: the same events through one worker, as fast as the producer sends them: events/s
-  with a recommendation published for every one, and ``ratio_to_passthrough``;
+  answered, with a recommendation published for every one (or, with ``coalesce_bursts``, for
+  each learner's last event of a batch segment, naming the earlier ones it answers: then
+  ``events_per_list``), and ``ratio_to_passthrough``;
 - **freshness**: event-to-recommendation latency (the event's produce time, which the worker
   copies into ``trigger.ingested_at``, to the recommendation's arrival at a consumer) at
   saturation and at fixed offered loads from a paced producer;
@@ -19,8 +21,9 @@ measures:
   growing numbers of learners (copies of real learners with remapped ids, ``~L<copy>``), bytes
   per learner profile and the worker's resident memory.
 
-Every measured event must come out as exactly one recommendation naming it as its trigger;
-``checks`` counts what did not.
+Every measured event must come out as exactly one recommendation naming it as its trigger (or
+among its ``coalesced`` triggers); ``checks`` counts what did not. A coalesced event's latency
+runs to the list that answers it.
 """
 
 from __future__ import annotations
@@ -162,12 +165,13 @@ def latency_figures(latencies_ms: Sequence[float]) -> dict[str, float]:
 
 
 class Collector:
-    """Reads a topic from its start for the whole run, noting when each record arrived."""
+    """Reads a topic from its start for the whole run, noting when each event's answer arrived."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings, self.topic = settings, topic
-        #: (arrival time, the record's Kafka timestamp in ms, its value)
-        self.records: list[tuple[float, int, bytes]] = []
+    def __init__(self, settings: Settings, topic: str, answers: Callable[[int, bytes], list[Answer]]) -> None:
+        self.settings, self.topic, self.parse = settings, topic, answers
+        #: (arrival time, the answer) for each event a record answers
+        self.answers: list[tuple[float, Answer]] = []
+        self.records = 0
         self._task: asyncio.Task | None = None
         self._arrived = asyncio.Event()
 
@@ -189,15 +193,17 @@ class Collector:
                 batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
                 arrived = time.time()
                 for batch in batches.values():
-                    self.records.extend((arrived, message.timestamp, message.value) for message in batch)
+                    self.records += len(batch)
+                    for message in batch:
+                        self.answers.extend((arrived, answer) for answer in self.parse(message.timestamp, message.value))
                 self._arrived.set()
         finally:
             await consumer.stop()
 
     async def until(self, count: int, timeout_s: float) -> bool:
-        """Wait until ``count`` records arrived in all; False on timeout."""
+        """Wait until ``count`` answers arrived in all; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while len(self.records) < count:
+        while len(self.answers) < count:
             if time.monotonic() > deadline or (self._task is not None and self._task.done()):
                 return False
             self._arrived.clear()
@@ -223,17 +229,20 @@ class Answer:
     produced_at: float
 
     @classmethod
-    def of_recommendation(cls, timestamp_ms: int, raw: bytes) -> Answer:
+    def of_recommendation(cls, timestamp_ms: int, raw: bytes) -> list[Answer]:
+        """A list answers its trigger and the events coalesced into it."""
         recommendation = json.loads(raw)
-        trigger = recommendation["trigger"]
-        produced_at = datetime.fromisoformat(trigger["ingested_at"]).timestamp()
-        return cls(trigger["event_id"], recommendation["user_id"], trigger["kind"], produced_at)
+        return [
+            cls(trigger["event_id"], recommendation["user_id"], trigger["kind"],
+                datetime.fromisoformat(trigger["ingested_at"]).timestamp())
+            for trigger in [*recommendation.get("coalesced", ()), recommendation["trigger"]]
+        ]
 
     @classmethod
-    def of_passed_event(cls, timestamp_ms: int, raw: bytes) -> Answer:
+    def of_passed_event(cls, timestamp_ms: int, raw: bytes) -> list[Answer]:
         """The pass-through's output is the event itself, with the input's timestamp."""
         event = json.loads(raw)
-        return cls(event["event_id"], event["user_id"], event["kind"], timestamp_ms / 1000)
+        return [cls(event["event_id"], event["user_id"], event["kind"], timestamp_ms / 1000)]
 
 
 @dataclass
@@ -246,6 +255,7 @@ class Phase:
     send_s: float = 0.0
     cpu_s: float | None = None
     answers: list[tuple[float, Answer]] = field(default_factory=list)
+    lists: int = 0
 
     def check(self) -> Counter:
         """Missing, duplicate and wrongly attributed recommendations of this phase's events."""
@@ -269,6 +279,7 @@ class Phase:
             "offered_per_s": self.rate or "max",
             "sent_per_s": round(len(self.events) / self.send_s, 1) if self.send_s else None,
             "events_per_s": round(len(self.answers) / max(last - self.sent_at, 1e-9), 1),
+            "events_per_list": round(len(self.answers) / self.lists, 2) if self.lists else None,
             "cpu_ms_per_event": round(1000 * self.cpu_s / len(self.events), 3) if self.cpu_s is not None else None,
             **latency_figures(latencies),
         }
@@ -277,16 +288,17 @@ class Phase:
 class Pipeline:
     """A topic pair on the broker with whatever processes its events (a worker or the pass-through)."""
 
-    def __init__(self, settings: Settings, pid: int, answer: Callable[[int, bytes], Answer] = Answer.of_recommendation
-                 ) -> None:
-        self.settings, self.pid, self.answer = settings, pid, answer
-        self.collector = Collector(settings, settings.topic_recommendations)
+    def __init__(self, settings: Settings, pid: int,
+                 answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation) -> None:
+        self.settings, self.pid = settings, pid
+        self.collector = Collector(settings, settings.topic_recommendations, answers)
         self.phases: list[Phase] = []
 
     async def send(self, events: list[LearnerEvent], rate: float | None = None, timeout_s: float = 600.0) -> Phase:
         """Send the events (paced at ``rate``, else as fast as possible) and wait for their answers."""
         phase = Phase(events, rate)
-        expected = len(self.collector.records) + len(events)
+        expected = len(self.collector.answers) + len(events)
+        records_before = self.collector.records
         cpu_before = cpu_seconds(self.pid)
         phase.sent_at = time.time()
         started = time.monotonic()
@@ -294,8 +306,8 @@ class Pipeline:
         phase.send_s = time.monotonic() - started
         await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
         phase.cpu_s = cpu_seconds(self.pid) - cpu_before
-        phase.answers = [(arrived, self.answer(timestamp, raw))
-                         for arrived, timestamp, raw in self.collector.records[expected - len(events):]]
+        phase.answers = self.collector.answers[expected - len(events):]
+        phase.lists = self.collector.records - records_before
         self.phases.append(phase)
         return phase
 
@@ -365,11 +377,13 @@ class Setup:
     workdir: Path
     partitions: int
     real_points: list[CoursePoint]
+    coalesce_bursts: bool = False
 
 
 def _worker_env(setup: Setup, name: str) -> dict[str, str]:
-    return embedded_env(setup.bootstrap_servers, setup.encoder_url, setup.workdir / name / "state",
-                        app_id=f"bench-{name}", partitions=setup.partitions)
+    env = embedded_env(setup.bootstrap_servers, setup.encoder_url, setup.workdir / name / "state",
+                       app_id=f"bench-{name}", partitions=setup.partitions)
+    return env | {"COURSESTREAM_COALESCE_BURSTS": str(setup.coalesce_bursts).lower()}
 
 
 async def _worker_pipeline(setup: Setup, name: str, catalogue_size: int, warm_up: list[LearnerEvent]
@@ -441,14 +455,17 @@ def run_pipeline_benchmark(
     load_seconds: float = 10.0,
     scale_load: float = 200.0,
     partitions: int = 2,
+    coalesce_bursts: bool = False,
     data: Path = SHARED_DATA,
 ) -> dict[str, Any]:
     """One run of the whole benchmark (see the module docstring); a JSON-able dict."""
-    return asyncio.run(_run(events, catalogue_sizes, learner_counts, loads, load_seconds, scale_load, partitions, data))
+    return asyncio.run(_run(events, catalogue_sizes, learner_counts, loads, load_seconds, scale_load, partitions,
+                            coalesce_bursts, data))
 
 
 async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Sequence[int], loads: Sequence[float],
-               load_seconds: float, scale_load: float, partitions: int, data: Path) -> dict[str, Any]:
+               load_seconds: float, scale_load: float, partitions: int, coalesce_bursts: bool, data: Path
+               ) -> dict[str, Any]:
     per_load = [int(rate * load_seconds) for rate in loads]
     scale_events = int(scale_load * load_seconds)
     progress("reading the real learner events")
@@ -464,7 +481,7 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
         catalogue = real_catalogue(data)
         progress(f"embedding the real catalogue ({len(catalogue)} courses)")
         real_points = await embed(encoder_url, catalogue)
-        setup = Setup(broker.bootstrap_servers, encoder_url, Path(tmp), partitions, real_points)
+        setup = Setup(broker.bootstrap_servers, encoder_url, Path(tmp), partitions, real_points, coalesce_bursts)
         result["data"] = {"events": "OULAD AAA 2013J+2014J and EdNet-KT4 (real), interleaved by time since each "
                           "log's start", "catalogue": f"{len(real_points)} real courses (OULAD AAA, EdNet TOEIC parts)"
                           " embedded by the encoder service; larger catalogues add noisy copies (synthetic_copy_of)"}
@@ -477,7 +494,7 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
         try:
             progress(f"worker: {len(saturating):,} events as fast as they go")
             saturated = await pipeline.send(saturating)
-            result["worker"] = {**saturated.figures(), "catalogue": built}
+            result["worker"] = {**saturated.figures(), "coalesce_bursts": coalesce_bursts, "catalogue": built}
             result["worker"]["ratio_to_passthrough"] = round(
                 result["worker"]["events_per_s"] / result["ceiling"]["events_per_s"], 3)
             # the same ratio in CPU time per event: what it would be on cores of its own
@@ -536,7 +553,8 @@ def table(result: dict[str, Any]) -> str:
     rows = [("pass-through (ceiling)", f"{result['ceiling']['events_per_s']:,.0f} events/s", "")]
     worker = result["worker"]
     rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
-                 f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms"))
+                 f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
+                 f"{worker['events_per_list']} events per list"))
     for name, figures in result["freshness"].items():
         if name != "saturation":
             rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms", f"p99 {figures['p99_ms']} ms"))

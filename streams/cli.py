@@ -307,6 +307,8 @@ def bench_pipeline(
     loads: Annotated[str, typer.Option(help="Offered loads (events/s) for latency, comma-separated.")] = "200,1000",
     load_seconds: Annotated[float, typer.Option(help="Seconds each offered load lasts.")] = 10.0,
     scale_load: Annotated[float, typer.Option(help="Offered load (events/s) of the cost-growth runs.")] = 200.0,
+    coalesce_bursts: Annotated[bool, typer.Option(
+        help="Run the workers with COURSESTREAM_COALESCE_BURSTS: one list per learner per batch segment.")] = False,
     data: Annotated[Optional[Path], typer.Option(help="The shared data folder (OULAD, EdNet).")] = None,
 ) -> None:
     """Worker throughput against a bare Kafka pass-through, latency, and cost growth (JSON, then a table on stderr)."""
@@ -315,7 +317,7 @@ def bench_pipeline(
     figures = run_pipeline_benchmark(
         events=events, catalogue_sizes=_sizes(catalogues), learner_counts=_sizes(learners),
         loads=[float(rate) for rate in loads.split(",")], load_seconds=load_seconds, scale_load=scale_load,
-        data=data or SHARED_DATA,
+        coalesce_bursts=coalesce_bursts, data=data or SHARED_DATA,
     )
     typer.echo(json.dumps(figures, indent=2))
     typer.echo(table(figures), err=True)

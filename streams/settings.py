@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     learner_batch_wait_ms: float = Field(
         5.0, gt=0, description="How long the worker waits to fill a batch of learner events (latency at low load).",
     )
+    coalesce_bursts: bool = Field(
+        False, description="Publish one list per learner per batch segment, answering all of their events in it "
+        "(named in its `coalesced` triggers), instead of one list per event: a burst's earlier lists are stale "
+        "before they are read.",
+    )
 
     # The worker's HTTP API (health, metrics, read APIs)
     web_enabled: bool = True

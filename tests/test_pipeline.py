@@ -124,6 +124,33 @@ def test_learner_events_come_out_as_recommendations(running, catalogue) -> None:
     assert {rec.policy for rec in recs} == set(POLICIES)
 
 
+def test_coalesced_bursts_answer_every_event_once_with_the_burst_s_last_list(broker, encoder_service, catalogue,
+                                                                             tmp_path) -> None:
+    pipeline = new_pipeline(broker, encoder_service, tmp_path)
+    pipeline.env["COURSESTREAM_COALESCE_BURSTS"] = "true"
+    worker = pipeline.worker()
+    try:
+        pipeline.index(catalogue, worker)
+        events = list(sample_events(400))  # per learner, in order: bursts
+        pipeline.send_events(events)
+
+        def answered(recs: list[Recommendation]) -> list[str]:
+            return [t.event_id for rec in recs for t in [*rec.coalesced, rec.trigger]]
+
+        recs = pipeline.recommendations(lambda r: set(answered(r)) >= {e.event_id for e in events}, worker)
+    finally:
+        worker.stop()
+    assert sorted(answered(recs)) == sorted(e.event_id for e in events), "each event answered once"
+    assert len(recs) < len(events)
+    position = {e.event_id: i for i, e in enumerate(events)}
+    for rec in recs:
+        answers = [*rec.coalesced, rec.trigger]
+        assert {events[position[t.event_id]].user_id for t in answers} == {rec.user_id}
+        assert [t.offset for t in answers] == sorted(t.offset for t in answers), "the last event triggers"
+        taken = {e.course_id for e in events[: position[rec.trigger.event_id] + 1] if e.user_id == rec.user_id}
+        assert rec.items and not {item.course_id for item in rec.items} & taken
+
+
 def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running, catalogue) -> None:
     pipeline, worker = running
     events = [e for e in sample_events(400)]
