@@ -553,8 +553,8 @@ def table(result: dict[str, Any]) -> str:
     rows = [("pass-through (ceiling)", f"{result['ceiling']['events_per_s']:,.0f} events/s", "")]
     worker = result["worker"]
     rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
-                 f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
-                 f"{worker['events_per_list']} events per list"))
+                 (f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
+                  f"{worker['events_per_list']} events per list")))
     for name, figures in result["freshness"].items():
         if name != "saturation":
             rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms", f"p99 {figures['p99_ms']} ms"))
