@@ -95,7 +95,8 @@ RERANKED = "reranked-v3"
 DIVERSE = "reranked-diverse-v3"
 POLICIES = (RERANKED, DIVERSE)
 
-#: The re-ranker's features, each in about [0, 1] (popularity: log1p of decayed take-ups).
+#: The re-ranker's features, each in about [0, 1] (popularity: log1p of decayed take-ups), in the
+#: order of the columns of :meth:`Recommender.features`.
 FEATURES = (
     "similarity",         # cosine between the learner's interest and the course
     "collaborative",      # share of learners with the same recent courses who took it next
@@ -103,18 +104,21 @@ FEATURES = (
     "in_use",             # log1p(decayed number of uses lately, first or not: what the cohort works on now)
     "factors",            # the learner's and the course's latent factors' dot product (0 if below)
     "newly_used",         # 1 for a course first used just now (in a cohort: just released), halving every 3 days
-    "popularity_share",   # popularity over the best candidate's: ranking is relative, counts grow with the cohort
-    "collaborative_share",  # collaborative over the best candidate's
-    "in_use_share",       # in_use over the best candidate's
-    "factors_share",      # factors over the best candidate's
     "unlocks",            # 1 if the learner's last course is one of its prerequisites
     "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
     "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
     "novelty",            # 1 if it is outside the learner's current context (module, programme)
     "freshness",          # 1 for a course indexed just now, halving every 14 days
+    "popularity_share",   # popularity over the best candidate's: ranking is relative, counts grow with the cohort
+    "collaborative_share",  # collaborative over the best candidate's
+    "in_use_share",       # in_use over the best candidate's
+    "factors_share",      # factors over the best candidate's
 )
 #: Features scored relative to the best candidate (``{name}_share``).
 SHARED = ("popularity", "collaborative", "in_use", "factors")
+#: Column of each feature in :meth:`Recommender.features`.
+COLUMN = {name: j for j, name in enumerate(FEATURES)}
+_OWN = FEATURES.index("popularity_share")  # the columns before the shares
 #: The re-ranker before it has learned anything. The weights of similarity, popularity, use, what
 #: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
 #: (softmax over each step's candidates) on OULAD AAA 2013J, whole presentation, with the encoder's
@@ -230,7 +234,8 @@ class Recommender:
                 # its shares are taken against what the learner could have been offered instead
                 offered = self.candidate_ids(profile, POOL, time)
                 others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
-                self.reranker.learn_one(self.features(profile, [taken_up, *others], time)[0], True)
+                features = self.features(profile, [taken_up, *others], time)[0]
+                self.reranker.learn_one(dict(zip(FEATURES, features.tolist())), True)
                 left = [item for item in shown if item.course_id != event.course_id and item.features]
                 for item in left:  # together they weigh as much as the positive (see LEARNING_RATE)
                     self.reranker.learn_one(item.features, False, w=1.0 / len(left))
@@ -255,36 +260,40 @@ class Recommender:
             ids += [course_id for course_id, _ in self.popularity.top(POOL * k, time, profile.context)]
         return list(dict.fromkeys(ids))
 
-    def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> list[dict[str, float]]:
-        """The :data:`FEATURES` of each candidate for this learner at ``time``; shares are
-        relative to the best of ``candidates``."""
+    def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> np.ndarray:
+        """The :data:`FEATURES` of each candidate for this learner at ``time``, a row a candidate
+        (columns: :data:`COLUMN`); shares are relative to the best of ``candidates``."""
         collaborative = self.transitions.scores(profile.recent)
         factors = self.factors.scores(profile.factors, [c.course_id for c in candidates])
         last = profile.recent[-1] if profile.recent else None
-        rows = []
+        own = []
         for c, factor_score in zip(candidates, factors):
             prerequisites = c.payload.get("prerequisites") or ()
             indexed_at = c.payload.get("indexed_at")
             part_of = c.payload.get("part_of")
-            rows.append({
-                "similarity": float(c.similarity),
-                "collaborative": collaborative.get(c.course_id, 0.0),
-                "popularity": math.log1p(self.popularity.predict_one(c.course_id, time)),
-                "in_use": math.log1p(self.usage.predict_one(c.course_id, time)),
-                "factors": max(0.0, float(factor_score)),
-                "newly_used": 0.5 ** (max(0.0, time - first_used) / NEWLY_USED_HALF_LIFE_S)
-                if (first_used := self.usage.first(c.course_id)) is not None else 0.0,
-                "unlocks": float(last is not None and last in prerequisites),
-                "prerequisites_met": float(bool(prerequisites)),
-                "level_fit": level_fit(profile.knowledge, c.payload)[0],
-                "novelty": float(profile.context is not None and part_of is not None and part_of != profile.context),
-                "freshness": 0.5 ** (max(0.0, time - indexed_at) / FRESH_HALF_LIFE_S) if indexed_at else 0.0,
-            })
+            first_used = self.usage.first(c.course_id)
+            own.append((  # in FEATURES order
+                float(c.similarity),
+                collaborative.get(c.course_id, 0.0),
+                math.log1p(self.popularity.predict_one(c.course_id, time)),
+                math.log1p(self.usage.predict_one(c.course_id, time)),
+                max(0.0, float(factor_score)),
+                0.5 ** (max(0.0, time - first_used) / NEWLY_USED_HALF_LIFE_S) if first_used is not None else 0.0,
+                float(last is not None and last in prerequisites),
+                float(bool(prerequisites)),
+                level_fit(profile.knowledge, c.payload)[0],
+                float(profile.context is not None and part_of is not None and part_of != profile.context),
+                0.5 ** (max(0.0, time - indexed_at) / FRESH_HALF_LIFE_S) if indexed_at else 0.0,
+            ))
+        matrix = np.zeros((len(candidates), len(FEATURES)))
+        if own:
+            matrix[:, :_OWN] = own
         for name in SHARED:
-            best = max((row[name] for row in rows), default=0.0)
-            for row in rows:
-                row[f"{name}_share"] = row[name] / best if best > 0 else 0.0
-        return rows
+            column = matrix[:, COLUMN[name]]
+            best = column.max(initial=0.0)
+            if best > 0:
+                matrix[:, COLUMN[f"{name}_share"]] = column / best
+        return matrix
 
     def recommend(
         self,
@@ -306,8 +315,8 @@ class Recommender:
             if c.course_id not in pool and not profile.has_taken(c.course_id) and all(map(profile.has_taken, prerequisites)):
                 pool[c.course_id] = c
         ready = list(pool.values())
-        rows = self.features(profile, ready, time)
-        scores = self.reranker.predict_many(rows)
+        matrix = self.features(profile, ready, time)
+        scores = self.reranker.predict_matrix(matrix, FEATURES)
         order = sorted(range(len(ready)), key=lambda i: (-scores[i], ready[i].course_id))
         rng = random.Random(seed)
         explore = int(self.explore_share * k) + (rng.random() < (self.explore_share * k) % 1)
@@ -318,46 +327,49 @@ class Recommender:
             matrix = np.stack([ready[i].vector for i in top]).astype(np.float32)
             matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             chosen = [top[j] for j in mmr([scores[i] for i in top], matrix, exploit, DIVERSITY_LAMBDA)]
-        unlocked = [i for i in order if rows[i]["unlocks"]]
+        unlocked = [i for i in order if matrix[i, COLUMN["unlocks"]]]
         if unlocked and exploit and not any(i in chosen for i in unlocked):
             chosen = [*chosen[: exploit - 1], unlocked[0]]  # one slot is kept for the next step of the curriculum
         picks = [(i, None) for i in chosen]
         for _ in range(explore):
-            arm_picks = self._exploration_picks(ready, rows, {i for i, _ in picks}, rng)
+            arm_picks = self._exploration_picks(ready, matrix, {i for i, _ in picks}, rng)
             if not arm_picks:
                 break
             arm = self.explorer.pull(rng, sorted(arm_picks))
             picks.insert(rng.randint(min(2, len(picks)), len(picks)), (arm_picks[arm], arm))
         weights = self.reranker.weights()
+        listed = [(position, i, arm, dict(zip(FEATURES, matrix[i].tolist())))
+                  for position, (i, arm) in enumerate(picks, start=1)]
         return [
             RecommendedItem(
                 course_id=ready[i].course_id,
                 rank=position,
                 score=round(scores[i], 6),
-                reasons=self._reasons(profile, ready[i], rows[i], weights, arm),
+                reasons=self._reasons(profile, ready[i], x, weights, arm),
                 explore=arm is not None,
                 exploration_arm=arm,
-                features={name: round(value, 4) for name, value in rows[i].items()},
+                features={name: round(value, 4) for name, value in x.items()},
             )
-            for position, (i, arm) in enumerate(picks, start=1)
+            for position, i, arm, x in listed
         ]
 
     @staticmethod
     def _exploration_picks(
-        ready: Sequence[Candidate], rows: Sequence[Mapping[str, float]], taken: set[int], rng: random.Random
+        ready: Sequence[Candidate], matrix: np.ndarray, taken: set[int], rng: random.Random
     ) -> dict[str, int]:
         """What each exploration arm would pick among the candidates not in the list yet."""
         left = [i for i in range(len(ready)) if i not in taken]
         if not left:
             return {}
 
-        def best(feature: str) -> int:
-            return max(left, key=lambda i: (rows[i][feature], ready[i].course_id))
+        def best(values: Sequence[float]) -> int:
+            return max(left, key=lambda i: (values[i], ready[i].course_id))
 
-        picks = {"similar": best("similarity"), "random": rng.choice(left)}
+        picks = {"similar": best(matrix[:, COLUMN["similarity"]].tolist()), "random": rng.choice(left)}
         for arm, feature in (("collaborative", "collaborative"), ("popular", "popularity"), ("fresh", "freshness")):
-            if any(rows[i][feature] > 0 for i in left):
-                picks[arm] = best(feature)
+            values = matrix[:, COLUMN[feature]].tolist()
+            if any(values[i] > 0 for i in left):
+                picks[arm] = best(values)
         return picks
 
     def _reasons(

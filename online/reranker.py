@@ -93,21 +93,17 @@ class Reranker(base.Classifier):
         """The ranking score: the probability of a take-up (ranking needs the number, not the class)."""
         return self.predict_proba_one(x)[True]
 
-    def predict_many(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
-        """:meth:`predict_one` of every row (rows with the same features), in one matrix product.
-
-        The weights are read once, not once a row: ranking scores a whole candidate list.
+    def predict_matrix(self, features: np.ndarray, names: Sequence[str]) -> list[float]:
+        """:meth:`predict_one` of every row of ``features``, whose columns are the features ``names``,
+        in one matrix product: the weights are read once, not once a row (ranking scores a whole
+        candidate list).
 
         >>> reranker = Reranker(prior={"similarity": 2.0, "popularity": 1.0}, intercept=-1.0)
-        >>> rows = [{"similarity": 0.2, "popularity": 1.0}, {"similarity": 0.9, "popularity": 0.0}]
-        >>> [round(p, 12) for p in reranker.predict_many(rows)] == [round(reranker.predict_one(x), 12) for x in rows]
+        >>> reranker.predict_matrix(np.array([[0.5, 1.0]]), ["similarity", "popularity"]) == [
+        ...     reranker.predict_one({"similarity": 0.5, "popularity": 1.0})]
         True
         """
-        if not rows:
-            return []
         model = self._load()
-        names = list(rows[0])
-        features = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
         logits = features @ np.array([model._weights.get(name, 0.0) for name in names]) + model.intercept
         # river's sigmoid, clamped as river clamps it
         with np.errstate(over="ignore"):

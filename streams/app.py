@@ -157,12 +157,21 @@ class PartitionTable(MutableMapping[str, object]):
         self._changed: set[str] = set()
 
     def __getitem__(self, key: str) -> object:
-        if key not in self._rows:
-            self._rows[key] = learned.get(self.prefix + key, _ABSENT)
-        value = self._rows[key]
+        value = self.get(key, _ABSENT)
         if value is _ABSENT:
             raise KeyError(key)
         return value
+
+    def get(self, key: str, default: object = None) -> object:
+        """The row, or ``default``; without raising and catching KeyError as ``Mapping.get`` does
+        (most candidates have no row in most models: ranking asks hundreds of times a list)."""
+        if key not in self._rows:
+            self._rows[key] = learned.get(self.prefix + key, _ABSENT)
+        value = self._rows[key]
+        return default if value is _ABSENT else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _ABSENT) is not _ABSENT
 
     def __setitem__(self, key: str, value: object) -> None:
         self._rows[key] = value

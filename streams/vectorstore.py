@@ -85,22 +85,21 @@ class Source:
 
 
 def _candidates(
-    results: Sequence[Sequence[Any]], ranked: bool, using: str | None, payloads: Mapping[Any, Any] | None = None
+    results: Sequence[Sequence[tuple[Mapping[str, Any], float, Mapping[str, Any] | None]]], ranked: bool, using: str | None
 ) -> list[Candidate]:
-    """The hits of each source's query, in source order, each course once. A ``ranked`` query's
-    score is the cosine to its vector (Qdrant normalises cosine vectors); ``using`` names the
-    vector the hits carry, if any; ``payloads`` by point id (as an int), if the hits carry none."""
+    """The hits of each source's query, as (payload, score, vectors), in source order, each course
+    once. A ``ranked`` query's score is the cosine to its vector (Qdrant normalises cosine
+    vectors); ``using`` names the vector the hits carry, if any."""
     seen: set[str] = set()
     candidates = []
     for hits in results:
-        for hit in hits:
-            payload = hit.payload if payloads is None else payloads[hit.id.int]
+        for payload, score, vectors in hits:
             course_id = payload["course_id"]
             if course_id in seen:
                 continue
             seen.add(course_id)
-            vector = np.asarray(hit.vector[using], dtype=np.float32) if using else None
-            candidates.append(Candidate(course_id, float(hit.score) if ranked else 0.0, payload, vector))
+            vector = np.asarray(vectors[using], dtype=np.float32) if using and vectors else None
+            candidates.append(Candidate(course_id, float(score) if ranked else 0.0, payload, vector))
     return candidates
 
 
@@ -230,11 +229,15 @@ class EdgeVectorStore:
                                   with_payload=False, with_vector=[using] if with_vectors else None)
 
         results = self._shard.query_batch(q.QueryBatchRequest([request(source) for source in sources]))
-        unknown = {hit.id.int for hits in results for hit in hits} - self._payloads.keys()
+        found = [[(hit.id.int, hit) for hit in hits] for hits in results]  # each read of hit.id builds a uuid.UUID
+        unknown = {i for hits in found for i, _ in hits} - self._payloads.keys()
         if unknown:
             records = self._shard.retrieve([str(uuid.UUID(int=i)) for i in unknown], True, False)
             self._payloads.update((r.id.int, r.payload) for r in records)
-        return _candidates(results, nearest is not None, using if with_vectors else None, self._payloads)
+        return _candidates(
+            [[(self._payloads[i], hit.score, hit.vector if with_vectors else None) for i, hit in hits] for hits in found],
+            nearest is not None, using if with_vectors else None,
+        )
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -325,7 +328,8 @@ class QdrantClientVectorStore:
             )
 
         responses = self._client.query_batch_points(self._collection, [request(source) for source in sources])
-        return _candidates([r.points for r in responses], nearest is not None, using if with_vectors else None)
+        return _candidates([[(hit.payload, hit.score, hit.vector) for hit in r.points] for r in responses],
+                           nearest is not None, using if with_vectors else None)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():

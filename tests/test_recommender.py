@@ -12,7 +12,14 @@ import pytest
 from online.events import ClickEvent, QuizEvent
 from online.factorization import CourseFactors
 from online.profile import MAX_BYTES, LearnerProfile
-from online.recommender import FEATURES, PRIOR, PRIOR_INTERCEPT, Candidate, Recommender
+from online.recommender import (
+    COLUMN,
+    FEATURES,
+    PRIOR,
+    PRIOR_INTERCEPT,
+    Candidate,
+    Recommender,
+)
 from online.reranker import Reranker
 
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -156,7 +163,8 @@ def test_latent_factors_live_in_the_profile_and_a_replay_learns_the_same_numbers
     assert np.array_equal(restored.factors, profile.factors) and len(profile.to_bytes()) <= MAX_BYTES
     calculus, novels = recommender.features(restored, [Candidate("calculus", 0.0), Candidate("novels", 0.0)],
                                             time=(START + timedelta(days=30)).timestamp())
-    assert calculus["factors"] > novels["factors"] and calculus["factors_share"] == 1.0
+    factors, share = COLUMN["factors"], COLUMN["factors_share"]
+    assert calculus[factors] > novels[factors] and calculus[share] == 1.0
     twin, twin_profiles = learn()
     assert twin.factors.table == recommender.factors.table
     assert all(np.array_equal(twin_profiles[u].factors, p.factors) for u, p in profiles.items())
