@@ -628,11 +628,12 @@ class LearnerBatch:
         """Learn a learner event into their profile and their partition's models; their list is ranked later."""
         message = event.message
         profile = await self.profile(message.key)
-        if message.key in self.shown:
-            shown = last_shown(self.shown[message.key][0], profile)
-        else:
-            raw = latest_recommendations.get(message.key)
-            shown = last_shown(Recommendation.model_validate_json(raw) if raw else None, profile)
+        shown: list[RecommendedItem] = []
+        if not profile.has_taken(value.course_id):  # only a first use learns from the last list: else spare reading it
+            if message.key in self.shown:
+                shown = last_shown(self.shown[message.key][0], profile)
+            elif raw := latest_recommendations.get(message.key):
+                shown = last_shown(Recommendation.model_validate_json(raw), profile)
         course = (await course_index.points([value.course_id])).get(value.course_id)
         engine = recommender(message.partition)
         using = settings.ranking_vector
