@@ -315,8 +315,8 @@ class Recommender:
             if c.course_id not in pool and not profile.has_taken(c.course_id) and all(map(profile.has_taken, prerequisites)):
                 pool[c.course_id] = c
         ready = list(pool.values())
-        matrix = self.features(profile, ready, time)
-        scores = self.reranker.predict_matrix(matrix, FEATURES)
+        features = self.features(profile, ready, time)
+        scores = self.reranker.predict_matrix(features, FEATURES)
         order = sorted(range(len(ready)), key=lambda i: (-scores[i], ready[i].course_id))
         rng = random.Random(seed)
         explore = int(self.explore_share * k) + (rng.random() < (self.explore_share * k) % 1)
@@ -324,21 +324,21 @@ class Recommender:
         chosen = order[:exploit]
         if policy == DIVERSE and ready and all(c.vector is not None for c in ready):
             top = order[: POOL * k]
-            matrix = np.stack([ready[i].vector for i in top]).astype(np.float32)
-            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            chosen = [top[j] for j in mmr([scores[i] for i in top], matrix, exploit, DIVERSITY_LAMBDA)]
-        unlocked = [i for i in order if matrix[i, COLUMN["unlocks"]]]
+            vectors = np.stack([ready[i].vector for i in top]).astype(np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            chosen = [top[j] for j in mmr([scores[i] for i in top], vectors, exploit, DIVERSITY_LAMBDA)]
+        unlocked = [i for i in order if features[i, COLUMN["unlocks"]]]
         if unlocked and exploit and not any(i in chosen for i in unlocked):
             chosen = [*chosen[: exploit - 1], unlocked[0]]  # one slot is kept for the next step of the curriculum
         picks = [(i, None) for i in chosen]
         for _ in range(explore):
-            arm_picks = self._exploration_picks(ready, matrix, {i for i, _ in picks}, rng)
+            arm_picks = self._exploration_picks(ready, features, {i for i, _ in picks}, rng)
             if not arm_picks:
                 break
             arm = self.explorer.pull(rng, sorted(arm_picks))
             picks.insert(rng.randint(min(2, len(picks)), len(picks)), (arm_picks[arm], arm))
         weights = self.reranker.weights()
-        listed = [(position, i, arm, dict(zip(FEATURES, matrix[i].tolist())))
+        listed = [(position, i, arm, dict(zip(FEATURES, features[i].tolist())))
                   for position, (i, arm) in enumerate(picks, start=1)]
         return [
             RecommendedItem(
@@ -355,7 +355,7 @@ class Recommender:
 
     @staticmethod
     def _exploration_picks(
-        ready: Sequence[Candidate], matrix: np.ndarray, taken: set[int], rng: random.Random
+        ready: Sequence[Candidate], features: np.ndarray, taken: set[int], rng: random.Random
     ) -> dict[str, int]:
         """What each exploration arm would pick among the candidates not in the list yet."""
         left = [i for i in range(len(ready)) if i not in taken]
@@ -365,9 +365,9 @@ class Recommender:
         def best(values: Sequence[float]) -> int:
             return max(left, key=lambda i: (values[i], ready[i].course_id))
 
-        picks = {"similar": best(matrix[:, COLUMN["similarity"]].tolist()), "random": rng.choice(left)}
+        picks = {"similar": best(features[:, COLUMN["similarity"]].tolist()), "random": rng.choice(left)}
         for arm, feature in (("collaborative", "collaborative"), ("popular", "popularity"), ("fresh", "freshness")):
-            values = matrix[:, COLUMN[feature]].tolist()
+            values = features[:, COLUMN[feature]].tolist()
             if any(values[i] > 0 for i in left):
                 picks[arm] = best(values)
         return picks

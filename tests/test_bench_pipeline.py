@@ -6,11 +6,13 @@ import json
 import math
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from streams.bench import learner_copy, percentile, real_events, scaled_catalogue
+from online.events import ClickEvent, Recommendation, Trigger
+from streams.bench import Answer, Phase, learner_copy, percentile, real_events, scaled_catalogue
 from streams.vectorstore import CoursePoint
 from tests.kafka_io import PROJECT_ROOT
 
@@ -38,6 +40,30 @@ def test_learner_copies_remap_ids_and_keep_the_rest(shared_data) -> None:
     assert copy.model_dump(exclude={"user_id", "event_id"}) == event.model_dump(exclude={"user_id", "event_id"})
 
 
+def test_a_coalesced_list_answers_its_trigger_and_each_event_it_names() -> None:
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [ClickEvent(event_id=f"e{i}", user_id="ann", course_id="c", action="open", event_time=start)
+              for i in range(4)]
+
+    def published(trigger: ClickEvent, *coalesced: ClickEvent) -> bytes:
+        def named(e: ClickEvent) -> Trigger:
+            return Trigger(event_id=e.event_id, kind=e.kind, event_time=e.event_time,
+                           ingested_at=start + timedelta(seconds=int(e.event_id[1:])))
+        return Recommendation(user_id="ann", generated_at=start, trigger=named(trigger),
+                              coalesced=[named(e) for e in coalesced], items=[], policy="p",
+                              model_version="m").model_dump_json().encode()
+
+    phase = Phase(events, rate=None)
+    phase.answers = [(10.0, answer) for raw in (published(events[2], events[0], events[1]), published(events[3]))
+                     for answer in Answer.of_recommendation(0, raw)]
+    phase.lists = 2
+    assert sum(phase.check().values()) == 0
+    assert [round(10.0 - answer.produced_at + start.timestamp()) for _, answer in phase.answers] == [10, 9, 8, 7]
+    assert phase.figures()["events_per_list"] == 2.0
+    phase.answers.append((11.0, Answer.of_recommendation(0, published(events[1]))[0]))
+    assert phase.check()["duplicate"] == 1
+
+
 def test_percentile() -> None:
     assert percentile(list(range(1, 101)), 99) == 99 and percentile([5.0], 50) == 5.0
 
@@ -60,6 +86,7 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
 
     worker, ceiling = figures["worker"], figures["ceiling"]
     assert ceiling["events"] == worker["events"] == 300
+    assert worker["events_per_list"] == 1.0 and not worker["coalesce_bursts"]
     for name in ("events_per_s", "sent_per_s"):
         assert worker[name] > 0 and ceiling[name] > 0
     # CPU time comes in clock ticks (10 ms): 300 events through the bare pass-through may take less than one

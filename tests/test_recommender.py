@@ -15,6 +15,7 @@ from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import (
     COLUMN,
     FEATURES,
+    POLICIES,
     PRIOR,
     PRIOR_INTERCEPT,
     Candidate,
@@ -123,6 +124,18 @@ def test_every_item_is_explained_and_carries_its_features() -> None:
     assert all(item.reasons and set(item.features) == set(FEATURES) for item in items)
     unlocked = next(item for item in items if item.course_id == "c3")
     assert any(r.code == "unlocked_by" and r.course_id == "c0" for r in unlocked.reasons)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_each_policy_keeps_a_slot_for_what_the_last_course_unlocks(policy: str) -> None:
+    # more candidates than the diverse policy's pool (POOL * k), the unlocked one far from the learner's interest
+    catalogue = {f"c{i}": (unit(1.0, i / 20), {}) for i in range(60)} | {"next": (unit(-1.0, 0.3), {"prerequisites": ["c0"]})}
+    profile, recommender = LearnerProfile(), Recommender(explore_share=0.0)
+    recommender.learn_one(profile, click("u", "c0", 0), *catalogue["c0"])
+    items = recommender.recommend(profile, candidates(profile, catalogue), k=10, policy=policy, seed="s")
+    assert len(items) == 10
+    assert [item.course_id for item in items if item.features["unlocks"]] == ["next"]
+    assert all(item.features["similarity"] == round(profile.similarity(catalogue[item.course_id][0]), 4) for item in items)
 
 
 def test_state_fits_json_tables_and_recovers() -> None:
