@@ -23,27 +23,31 @@ HASHES = 4
 
 
 @functools.lru_cache(maxsize=200_000)  # ranking asks about the same catalogue for every learner
-def _positions(item: str, size: int) -> tuple[int, ...]:
+def _mask(item: str, size: int) -> int:
+    """The item's bits, as an int whose bit ``p`` is bit ``p % 8`` of byte ``p // 8``."""
     digest = hashlib.blake2b(item.encode(), digest_size=4 * HASHES).digest()
-    return tuple(int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size for i in range(HASHES))
+    mask = 0
+    for i in range(HASHES):
+        mask |= 1 << int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size
+    return mask
 
 
 class BloomFilter:
-    def __init__(self, bits: bytes | None = None) -> None:
-        self._bits = bytearray(bits if bits is not None else SIZE_BYTES)
+    """The bits are kept as one int (little-endian, as stored): a lookup is one ``&``."""
 
-    def _positions(self, item: str) -> tuple[int, ...]:
-        return _positions(item, len(self._bits) * 8)
+    def __init__(self, bits: bytes | None = None) -> None:
+        self._size = len(bits) if bits is not None else SIZE_BYTES
+        self._bits = int.from_bytes(bits, "little") if bits is not None else 0
 
     def add(self, item: str) -> None:
-        for position in self._positions(item):
-            self._bits[position >> 3] |= 1 << (position & 7)
+        self._bits |= _mask(item, self._size * 8)
 
     def __contains__(self, item: str) -> bool:
-        return all(self._bits[p >> 3] & (1 << (p & 7)) for p in self._positions(item))
+        mask = _mask(item, self._size * 8)
+        return self._bits & mask == mask
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BloomFilter) and self._bits == other._bits
+        return isinstance(other, BloomFilter) and (self._size, self._bits) == (other._size, other._bits)
 
     def to_bytes(self) -> bytes:
-        return bytes(self._bits)
+        return self._bits.to_bytes(self._size, "little")

@@ -128,7 +128,8 @@ class CourseFactors(base.Estimator):
         if learner is None:
             return np.zeros(len(course_ids))
         rows = [self.table.get(course_id) for course_id in course_ids]
-        known = np.array([row is not None for row in rows])
-        latents = np.array([row["v"] if row is not None else np.zeros(self.n_factors) for row in rows]).reshape(
-            len(course_ids), self.n_factors)
-        return np.where(known, latents @ np.asarray(learner, dtype=np.float64), 0.0)
+        known = [i for i, row in enumerate(rows) if row is not None]
+        scores = np.zeros(len(course_ids))
+        if known:
+            scores[known] = np.array([rows[i]["v"] for i in known]) @ np.asarray(learner, dtype=np.float64)
+        return scores

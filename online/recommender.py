@@ -76,13 +76,15 @@ import math
 import random
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from online.difficulty import QuestionDifficulty, sigmoid
 from online.diversity import mmr
-from online.events import ClickEvent, QuizEvent, Reason, RecommendedItem, VideoEvent
+from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
 from online.exploration import ThompsonExplorer
 from online.factorization import CourseFactors
 from online.mastery import KnowledgeState, MasteryModel
@@ -151,6 +153,7 @@ DIVERSITY_LAMBDA = 0.7
 POOL = 4
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
+_ITEMS = TypeAdapter(list[RecommendedItem])
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,11 @@ class Candidate:
     similarity: float
     payload: Mapping[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None
+
+
+def _halved(ages: np.ndarray, half_life: float) -> np.ndarray:
+    """``0.5 ** (age / half_life)``, 1 for an age below 0 (a clock ahead), 0 for ``nan`` (never)."""
+    return np.where(np.isnan(ages), 0.0, 0.5 ** (np.maximum(0.0, ages) / half_life))
 
 
 def level_fit(knowledge: KnowledgeState, payload: Mapping[str, Any]) -> tuple[float, float | None]:
@@ -263,31 +271,29 @@ class Recommender:
     def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> np.ndarray:
         """The :data:`FEATURES` of each candidate for this learner at ``time``, a row a candidate
         (columns: :data:`COLUMN`); shares are relative to the best of ``candidates``."""
+        ids = [c.course_id for c in candidates]
+        payloads = [c.payload for c in candidates]
+        prerequisites = [payload.get("prerequisites") or () for payload in payloads]
         collaborative = self.transitions.scores(profile.recent)
-        factors = self.factors.scores(profile.factors, [c.course_id for c in candidates])
         last = profile.recent[-1] if profile.recent else None
-        own = []
-        for c, factor_score in zip(candidates, factors):
-            prerequisites = c.payload.get("prerequisites") or ()
-            indexed_at = c.payload.get("indexed_at")
-            part_of = c.payload.get("part_of")
-            first_used = self.usage.first(c.course_id)
-            own.append((  # in FEATURES order
-                float(c.similarity),
-                collaborative.get(c.course_id, 0.0),
-                math.log1p(self.popularity.predict_one(c.course_id, time)),
-                math.log1p(self.usage.predict_one(c.course_id, time)),
-                max(0.0, float(factor_score)),
-                0.5 ** (max(0.0, time - first_used) / NEWLY_USED_HALF_LIFE_S) if first_used is not None else 0.0,
-                float(last is not None and last in prerequisites),
-                float(bool(prerequisites)),
-                level_fit(profile.knowledge, c.payload)[0],
-                float(profile.context is not None and part_of is not None and part_of != profile.context),
-                0.5 ** (max(0.0, time - indexed_at) / FRESH_HALF_LIFE_S) if indexed_at else 0.0,
-            ))
+        context = profile.context
+        first_used = self.usage.first_times(ids)
+        indexed_at = np.array([payload.get("indexed_at") or np.nan for payload in payloads], dtype=np.float64)
         matrix = np.zeros((len(candidates), len(FEATURES)))
-        if own:
-            matrix[:, :_OWN] = own
+        for name, values in (
+            ("similarity", [c.similarity for c in candidates]),
+            ("collaborative", [collaborative.get(course_id, 0.0) for course_id in ids]),
+            ("popularity", np.log1p(self.popularity.predict_many(ids, time))),
+            ("in_use", np.log1p(self.usage.predict_many(ids, time))),
+            ("factors", np.maximum(0.0, self.factors.scores(profile.factors, ids))),
+            ("newly_used", _halved(time - first_used, NEWLY_USED_HALF_LIFE_S)),
+            ("unlocks", [last is not None and last in required for required in prerequisites]),
+            ("prerequisites_met", [bool(required) for required in prerequisites]),
+            ("level_fit", [level_fit(profile.knowledge, payload)[0] for payload in payloads]),
+            ("novelty", [context is not None and payload.get("part_of") not in (None, context) for payload in payloads]),
+            ("freshness", _halved(time - indexed_at, FRESH_HALF_LIFE_S)),
+        ):
+            matrix[:, COLUMN[name]] = values
         for name in SHARED:
             column = matrix[:, COLUMN[name]]
             best = column.max(initial=0.0)
@@ -338,20 +344,20 @@ class Recommender:
             arm = self.explorer.pull(rng, sorted(arm_picks))
             picks.insert(rng.randint(min(2, len(picks)), len(picks)), (arm_picks[arm], arm))
         weights = self.reranker.weights()
-        listed = [(position, i, arm, dict(zip(FEATURES, features[i].tolist())))
-                  for position, (i, arm) in enumerate(picks, start=1)]
-        return [
-            RecommendedItem(
-                course_id=ready[i].course_id,
-                rank=position,
-                score=round(scores[i], 6),
-                reasons=self._reasons(profile, ready[i], x, weights, arm),
-                explore=arm is not None,
-                exploration_arm=arm,
-                features={name: round(value, 4) for name, value in x.items()},
-            )
-            for position, i, arm, x in listed
-        ]
+        rows = features[[i for i, _ in picks]]
+        # validated in one call: a model built per reason and item cost most of the explaining
+        return _ITEMS.validate_python([
+            {
+                "course_id": ready[i].course_id,
+                "rank": position,
+                "score": round(scores[i], 6),
+                "reasons": self._reasons(profile, ready[i], dict(zip(FEATURES, row)), weights, arm),
+                "explore": arm is not None,
+                "exploration_arm": arm,
+                "features": dict(zip(FEATURES, rounded)),
+            }
+            for position, (i, arm), row, rounded in zip(count(1), picks, rows.tolist(), rows.round(4).tolist())
+        ])
 
     @staticmethod
     def _exploration_picks(
@@ -379,49 +385,49 @@ class Recommender:
         x: Mapping[str, float],
         weights: Mapping[str, float],
         arm: str | None,
-    ) -> list[Reason]:
+    ) -> list[dict[str, Any]]:
         """Why, strongest contribution to the score first; an exploring item says so first."""
         last = profile.recent[-1] if profile.recent else None
         prerequisites = list(candidate.payload.get("prerequisites") or ())
-        found: list[tuple[float, Reason]] = []
+        found: list[tuple[float, dict[str, Any]]] = []
 
-        def add(feature: str, reason: Reason) -> None:
+        def add(feature: str, reason: dict[str, Any]) -> None:
             share = f"{feature}_share"
             found.append((weights.get(feature, 0.0) * x[feature] + weights.get(share, 0.0) * x.get(share, 0.0), reason))
 
         if x["similarity"] > 0:
-            add("similarity", Reason(code="interest_similarity", value=round(x["similarity"], 4),
-                                     text=f"Close to what you engaged with recently (cosine {x['similarity']:.2f})"))
+            add("similarity", {"code": "interest_similarity", "value": round(x["similarity"], 4),
+                               "text": f"Close to what you engaged with recently (cosine {x['similarity']:.2f})"})
         if x["collaborative"] >= 0.01:
-            add("collaborative", Reason(code="taken_next_by_others", course_id=last, value=round(x["collaborative"], 4),
-                                        text=f"Learners who took what you took recently went on to it "
-                                             f"({x['collaborative']:.0%})"))
+            add("collaborative", {"code": "taken_next_by_others", "course_id": last, "value": round(x["collaborative"], 4),
+                                  "text": f"Learners who took what you took recently went on to it "
+                                          f"({x['collaborative']:.0%})"})
         if x["popularity"] > 0:
             takers = math.expm1(x["popularity"])
-            add("popularity", Reason(code="popular_now", value=round(takers, 2),
-                                     text=f"Taken up lately by about {takers:.0f} learners"))
+            add("popularity", {"code": "popular_now", "value": round(takers, 2),
+                               "text": f"Taken up lately by about {takers:.0f} learners"})
         if x["in_use"] > 0:
             uses = math.expm1(x["in_use"])
-            add("in_use", Reason(code="in_use_now", value=round(uses, 2),
-                                 text=f"In use by your cohort: about {uses:.0f} visits lately"))
+            add("in_use", {"code": "in_use_now", "value": round(uses, 2),
+                           "text": f"In use by your cohort: about {uses:.0f} visits lately"})
         if x["factors"] > 0:
-            add("factors", Reason(code="used_by_learners_like_you", value=round(x["factors"], 4),
-                                  text="Learners whose history is like yours use it"))
+            add("factors", {"code": "used_by_learners_like_you", "value": round(x["factors"], 4),
+                            "text": "Learners whose history is like yours use it"})
         if x["newly_used"] >= 0.5:
-            add("newly_used", Reason(code="new_in_cohort", text="Your cohort started on it in the last days"))
+            add("newly_used", {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"})
         if x["unlocks"]:
-            add("unlocks", Reason(code="unlocked_by", course_id=last, text=f"Builds on {last}, which you just took"))
+            add("unlocks", {"code": "unlocked_by", "course_id": last, "text": f"Builds on {last}, which you just took"})
         elif prerequisites:
-            add("prerequisites_met", Reason(code="prerequisites_met", course_id=prerequisites[0],
-                                            text=f"You have taken what it builds on: {', '.join(prerequisites[:3])}"))
+            add("prerequisites_met", {"code": "prerequisites_met", "course_id": prerequisites[0],
+                                      "text": f"You have taken what it builds on: {', '.join(prerequisites[:3])}"})
         fit, mastery = level_fit(profile.knowledge, candidate.payload)
         if mastery is not None and fit >= 0.5:
-            add("level_fit", Reason(code="matches_level", value=round(mastery, 3),
-                                    text=f"{candidate.payload['level'].capitalize()}: just above your mastery "
-                                         f"({mastery:.2f}) of what it teaches"))
+            add("level_fit", {"code": "matches_level", "value": round(mastery, 3),
+                              "text": f"{candidate.payload['level'].capitalize()}: just above your mastery "
+                                      f"({mastery:.2f}) of what it teaches"})
         if x["freshness"] >= 0.5:
-            add("freshness", Reason(code="new_course", text="Recently added to the catalogue"))
+            add("freshness", {"code": "new_course", "text": "Recently added to the catalogue"})
         reasons = [reason for _, reason in sorted(found, key=lambda item: -item[0])]
         if arm is not None:
-            reasons.insert(0, Reason(code="exploration", text=f"Something different to try (exploring: {arm})"))
+            reasons.insert(0, {"code": "exploration", "text": f"Something different to try (exploring: {arm})"})
         return reasons

@@ -14,6 +14,8 @@ Calls are blocking: the worker runs them off the event loop.
 from __future__ import annotations
 
 import functools
+import logging
+import shutil
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ import numpy as np
 from online.events import CourseContent
 from online.profile import LearnerProfile
 from online.recommender import Candidate
+
+log = logging.getLogger(__name__)
 
 #: Namespace for course point ids: uuid5(namespace, course_id) is stable across runs and stores.
 COURSE_NAMESPACE = uuid.UUID("6f1c1d5e-3a0b-4f5e-9a51-2b8d6c7e0a11")
@@ -42,6 +46,18 @@ def point_id(course_id: str) -> str:
     True
     """
     return str(uuid.uuid5(COURSE_NAMESPACE, course_id))
+
+
+@functools.lru_cache(maxsize=200_000)
+def edge_point_id(course_id: str) -> int:
+    """The embedded engine's point id of a course: the first 64 bits of :func:`point_id`. An int,
+    because the engine parses a UUID string (and builds a ``uuid.UUID`` for each hit) at ten times
+    the cost; a collision needs billions of courses.
+
+    >>> edge_point_id("cs101") == int(point_id("cs101").replace("-", "")[:16], 16)
+    True
+    """
+    return uuid.UUID(point_id(course_id)).int >> 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,22 +100,18 @@ class Source:
     ids: Collection[str] | None = None
 
 
-def _candidates(
-    results: Sequence[Sequence[tuple[Mapping[str, Any], float, Mapping[str, Any] | None]]], ranked: bool, using: str | None
-) -> list[Candidate]:
-    """The hits of each source's query, as (payload, score, vectors), in source order, each course
-    once. A ``ranked`` query's score is the cosine to its vector (Qdrant normalises cosine
-    vectors); ``using`` names the vector the hits carry, if any."""
+def _candidates(results: Sequence[Sequence[tuple[Mapping[str, Any], float]]], ranked: bool) -> list[Candidate]:
+    """The hits of each source's query, as (payload, score), in source order, each course once. A
+    ``ranked`` query's score is the cosine to its vector (Qdrant normalises cosine vectors)."""
     seen: set[str] = set()
     candidates = []
     for hits in results:
-        for payload, score, vectors in hits:
+        for payload, score in hits:
             course_id = payload["course_id"]
             if course_id in seen:
                 continue
             seen.add(course_id)
-            vector = np.asarray(vectors[using], dtype=np.float32) if using and vectors else None
-            candidates.append(Candidate(course_id, float(score) if ranked else 0.0, payload, vector))
+            candidates.append(Candidate(course_id, float(score) if ranked else 0.0, payload))
     return candidates
 
 
@@ -130,13 +142,13 @@ class VectorStore(Protocol):
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
-        with_vectors: bool = False,
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
         """Candidates of all ``sources`` in one batch of queries, one a source, in source order
         with each course once; never ``exclude`` ids. Each candidate's similarity is its cosine to
-        ``vector`` (Qdrant's score; 0 without a vector: the sources then only filter). Their
-        ``using`` vectors come back only ``with_vectors``: moving them costs more than the search."""
+        ``vector`` (Qdrant's score; 0 without a vector: the sources then only filter). They carry
+        no vectors: moving them out of the engine costs several times the search (see
+        :meth:`points`)."""
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
@@ -165,7 +177,8 @@ class EdgeVectorStore:
     Every write goes through this object, so it keeps the payloads it has seen by point id:
     searches ask the engine for ids only (reading the payloads of a search's hits took most of its
     time: 1.5 ms against 0.3 ms for 150 hits), and a payload is read from the engine once per
-    course and process (after a restart, at its first hit).
+    course and process (after a restart, at its first hit). Point ids are :func:`edge_point_id`;
+    a shard written with UUID point ids (before 2026-12) is re-keyed when it is opened.
     """
 
     def __init__(self, path: Path) -> None:
@@ -174,9 +187,34 @@ class EdgeVectorStore:
         self._q = qdrant_edge
         self._path = Path(path)
         self._shard: Any = None
-        self._payloads: dict[int, dict[str, Any]] = {}  # by point id as an int: hashing a UUID is slow
+        self._payloads: dict[int, dict[str, Any]] = {}
         if (self._path / "edge_config.json").exists() or any(self._path.glob("segments*")):
             self._shard = qdrant_edge.EdgeShard.load(str(self._path))
+            first, _ = self._shard.scroll(qdrant_edge.ScrollRequest(limit=1))
+            if first and not isinstance(first[0].id, int):
+                self._rekey()
+
+    def _rekey(self) -> None:
+        """Copy a shard with UUID point ids into a new one with int ids, then swap them."""
+        q, old = self._q, self._shard
+        points, offset = [], None
+        while True:
+            records, offset = old.scroll(q.ScrollRequest(offset=offset, limit=PAGE, with_payload=True, with_vector=True))
+            points += [_point(r.payload, r.vector) for r in records]
+            if offset is None:
+                break
+        old.close()
+        self._shard, path = None, self._path
+        self._path = path.with_name(path.name + ".rekeyed")
+        shutil.rmtree(self._path, ignore_errors=True)  # what an interrupted re-keying left
+        self.ensure_collection({name: len(vector) for point in points for name, vector in point.vectors.items()})
+        self.upsert(points)
+        self.close()
+        shutil.rmtree(path)
+        self._path.rename(path)
+        self._path, self._payloads = path, {}
+        self._shard = q.EdgeShard.load(str(path))
+        log.warning("re-keyed the %d points of %s to int point ids", len(points), path)
 
     def ensure_collection(self, dims: Mapping[str, int]) -> None:
         if self._shard is not None:
@@ -192,12 +230,12 @@ class EdgeVectorStore:
 
     def upsert(self, points: Sequence[CoursePoint]) -> None:
         q = self._q
-        self._payloads.update((uuid.UUID(point_id(p.course_id)).int, _payload(p)) for p in points)
+        self._payloads.update((edge_point_id(p.course_id), _payload(p)) for p in points)
         self._shard.update(
             q.UpdateOperation.upsert_points(
                 [
                     q.Point(
-                        point_id(p.course_id),
+                        edge_point_id(p.course_id),
                         {name: vec.astype(np.float32).tolist() for name, vec in p.vectors.items()},
                         _payload(p),
                     )
@@ -212,37 +250,31 @@ class EdgeVectorStore:
             self._shard.optimize()
 
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
-        with_vectors: bool = False,
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
         if self._shard is None or not sources:
             return []
         q = self._q
         nearest = q.Query.Nearest(vector.astype(np.float32).tolist(), using=using) if vector is not None else None
-        must_not = [q.HasIdCondition({point_id(c) for c in exclude})] if exclude else None
+        must_not = [q.HasIdCondition({edge_point_id(c) for c in exclude})] if exclude else None
 
         def request(source: Source) -> Any:
             must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in source.match.items()]
             if source.ids is not None:
-                must.append(q.HasIdCondition({point_id(c) for c in source.ids}))
+                must.append(q.HasIdCondition({edge_point_id(c) for c in source.ids}))
             return q.QueryRequest(limit=source.limit, query=nearest, filter=q.Filter(must=must or None, must_not=must_not),
-                                  with_payload=False, with_vector=[using] if with_vectors else None)
+                                  with_payload=False)
 
         results = self._shard.query_batch(q.QueryBatchRequest([request(source) for source in sources]))
-        found = [[(hit.id.int, hit) for hit in hits] for hits in results]  # each read of hit.id builds a uuid.UUID
-        unknown = {i for hits in found for i, _ in hits} - self._payloads.keys()
+        unknown = {hit.id for hits in results for hit in hits} - self._payloads.keys()
         if unknown:
-            records = self._shard.retrieve([str(uuid.UUID(int=i)) for i in unknown], True, False)
-            self._payloads.update((r.id.int, r.payload) for r in records)
-        return _candidates(
-            [[(self._payloads[i], hit.score, hit.vector if with_vectors else None) for i, hit in hits] for hits in found],
-            nearest is not None, using if with_vectors else None,
-        )
+            self._payloads.update((r.id, r.payload) for r in self._shard.retrieve(list(unknown), True, False))
+        return _candidates([[(self._payloads[hit.id], hit.score) for hit in hits] for hits in results], nearest is not None)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
             return {}
-        records = self._shard.retrieve([point_id(c) for c in course_ids], True, [using])
+        records = self._shard.retrieve([edge_point_id(c) for c in course_ids], True, [using])
         return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
 
     def payloads(self) -> Iterator[Mapping[str, Any]]:
@@ -308,8 +340,7 @@ class QdrantClientVectorStore:
         )
 
     def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = (),
-        with_vectors: bool = False,
+        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
     ) -> list[Candidate]:
         if not sources or not self._has_collection():
             return []
@@ -324,12 +355,11 @@ class QdrantClientVectorStore:
             return m.QueryRequest(
                 query=nearest, using=using if nearest else None, limit=source.limit,
                 filter=m.Filter(must=must or None, must_not=must_not),
-                with_payload=True, with_vector=[using] if with_vectors else False,
+                with_payload=True,
             )
 
         responses = self._client.query_batch_points(self._collection, [request(source) for source in sources])
-        return _candidates([[(hit.payload, hit.score, hit.vector) for hit in r.points] for r in responses],
-                           nearest is not None, using if with_vectors else None)
+        return _candidates([[(hit.payload, hit.score) for hit in r.points] for r in responses], nearest is not None)
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
@@ -373,7 +403,6 @@ def candidates_for(
     limit: int,
     model_version: str | None = None,
     ids: Sequence[str] = (),
-    with_vectors: bool = False,
 ) -> list[Candidate]:
     """A learner's candidates in one query: the courses nearest their interest, those their last
     course unlocks, and ``ids`` (what others took next, what is popular: see
@@ -383,7 +412,7 @@ def candidates_for(
     are excluded by the query, older ones (known only to the profile's Bloom filter) by the
     ranking, which also drops courses the learner is not ready for. Only vectors of
     ``model_version`` answer, when it is given, and only courses in the learner's language,
-    once it is known. ``with_vectors``: the candidates carry their vectors (for diversity).
+    once it is known.
     """
     match = {"model_version": model_version} if model_version else {}
     if profile.language:
@@ -395,4 +424,4 @@ def candidates_for(
         sources.append(Source(limit, {**match, "prerequisites": profile.recent[-1]}))
     if ids:
         sources.append(Source(len(ids), match, ids=ids))
-    return store.query(profile.interest, using, sources, exclude=profile.recent, with_vectors=with_vectors)
+    return store.query(profile.interest, using, sources, exclude=profile.recent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import combinations
 
@@ -44,7 +45,8 @@ def test_diverse_policy_is_less_redundant_and_keeps_the_rules(shared_data, tmp_p
             event = ClickEvent(event_id=f"{goal}-{day}", user_id="u", course_id=course, action="complete",
                                event_time=datetime(2024, 1, 1 + day, tzinfo=timezone.utc))
             profile.learn_one(event, vectors[course], offset=day)
-        candidates = candidates_for(store, profile, "text", 10, with_vectors=True)  # the diverse policy compares them
+        # the diverse policy compares the candidates' vectors (the worker attaches them from its cache)
+        candidates = [replace(c, vector=vectors[c.course_id]) for c in candidates_for(store, profile, "text", 10)]
         recommender = Recommender(explore_share=0.0)
         for policy in (RERANKED, DIVERSE):
             items = recommender.recommend(profile, candidates, 10, policy)

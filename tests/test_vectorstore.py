@@ -11,7 +11,15 @@ from encoders.text import TextEncoder
 from online.profile import LearnerProfile
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE
-from streams.vectorstore import CoursePoint, EdgeVectorStore, QdrantClientVectorStore, Source, VectorStore, candidates_for
+from streams.vectorstore import (
+    CoursePoint,
+    EdgeVectorStore,
+    QdrantClientVectorStore,
+    Source,
+    VectorStore,
+    candidates_for,
+    point_id,
+)
 
 pytestmark = pytest.mark.model
 
@@ -67,23 +75,21 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
 
 def test_sources_come_back_as_one_list(store: VectorStore, points: list[CoursePoint]) -> None:
     """Nearest, filtered and by-id sources come back as one list, each course once, with its
-    cosine to the query (and its vector when asked); without a query vector the sources only filter."""
+    cosine to the query (and no vector); without a query vector the sources only filter."""
     store.ensure_collection({"text": 384})
     store.upsert(points)
     query = points[7].vectors["text"]
     wanted = [points[100].course_id, points[101].course_id]
     french = Source(3, {"language": "fr"})
-    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)], with_vectors=True)
+    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
     ids = [h.course_id for h in hits]
     assert len(ids) == len(set(ids))
     assert set(exact_top(points, query, 5)) | set(wanted) <= set(ids)
     assert set(exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")) <= set(ids)
+    vectors = {p.course_id: p.vectors["text"] for p in points}
     for hit in hits:
-        assert hit.similarity == pytest.approx(float(hit.vector @ query), abs=1e-4)
-    without = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
-    assert [h.course_id for h in without] == ids
-    assert [h.similarity for h in without] == pytest.approx([h.similarity for h in hits], abs=1e-6)
-    assert all(h.vector is None for h in without)
+        assert hit.similarity == pytest.approx(float(vectors[hit.course_id] @ query), abs=1e-4)
+        assert hit.vector is None
     cold = store.query(None, "text", [Source(2, ids=wanted)])
     assert sorted(h.course_id for h in cold) == sorted(wanted) and all(h.similarity == 0.0 for h in cold)
 
@@ -117,3 +123,29 @@ def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePo
     assert [(h.course_id, h.payload) for h in reopened.query(points[3].vectors["text"], "text", [Source(5)])] == before
     assert before[0][1] == {**points[3].payload, "course_id": points[3].course_id}
     reopened.close()
+
+
+def test_an_edge_shard_with_uuid_point_ids_is_re_keyed_when_opened(tmp_path: Path, points: list[CoursePoint]) -> None:
+    """A shard written before point ids were ints answers as before, once, after re-keying."""
+    import qdrant_edge as q
+
+    legacy = q.EdgeShard.create(str(tmp_path / "edge"), q.EdgeConfig(vectors={"text": q.EdgeVectorParams(
+        size=384, distance=q.Distance.Cosine)}))
+    legacy.update(q.UpdateOperation.upsert_points([
+        q.Point(point_id(p.course_id), {"text": p.vectors["text"].tolist()}, {**p.payload, "course_id": p.course_id})
+        for p in points
+    ]))
+    legacy.flush()
+    legacy.close()
+    store = EdgeVectorStore(tmp_path / "edge")
+    assert store.count() == len(points) and not (tmp_path / "edge.rekeyed").exists()
+    query = points[3].vectors["text"]
+    hits = store.query(query, "text", [Source(5), Source(1, {"language": "fr"}), Source(1, ids=[points[9].course_id])],
+                       exclude=[points[3].course_id])
+    assert [h.course_id for h in hits][:4] == exact_top(points, query, 5)[1:]
+    by_id = {p.course_id: p for p in points}
+    assert points[9].course_id in {h.course_id for h in hits}
+    assert all(h.payload == {**by_id[h.course_id].payload, "course_id": h.course_id} for h in hits)
+    store.upsert(points[:1])  # a re-sent course overwrites its point rather than adding one
+    assert store.count() == len(points)
+    store.close()
