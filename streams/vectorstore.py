@@ -212,7 +212,7 @@ class EdgeVectorStore:
         self.close()
         shutil.rmtree(path)
         self._path.rename(path)
-        self._path, self._payloads = path, {}
+        self._path = path  # the payloads cached while copying keep their (int) ids
         self._shard = q.EdgeShard.load(str(path))
         log.warning("re-keyed the %d points of %s to int point ids", len(points), path)
 
