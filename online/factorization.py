@@ -47,19 +47,28 @@ def _initial(key: str, n_factors: int) -> np.ndarray:
 
 
 class _CourseLatents(MutableMapping[str, np.ndarray]):
-    """FunkMF's item latents read from and written to the course table's rows (arrays in, lists stored)."""
+    """FunkMF's item latents read from and written to the course table's rows (arrays in, lists stored).
+
+    Each row is converted to an array once: FunkMF reads a course's latents several times an
+    update. The table must change only through this mapping while it lives (the estimator owns it).
+    """
 
     def __init__(self, table: MutableMapping[str, dict[str, Any]]) -> None:
         self.table = table
+        self._arrays: dict[str, np.ndarray] = {}
 
     def __getitem__(self, course_id: str) -> np.ndarray:
-        return np.asarray(self.table[course_id]["v"])
+        if course_id not in self._arrays:
+            self._arrays[course_id] = np.asarray(self.table[course_id]["v"])
+        return self._arrays[course_id]
 
     def __setitem__(self, course_id: str, latent: np.ndarray) -> None:
         self.table[course_id] = {"n": self.table[course_id]["n"], "v": latent.tolist()}
+        self._arrays[course_id] = latent
 
     def __delitem__(self, course_id: str) -> None:
         del self.table[course_id]
+        self._arrays.pop(course_id, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table)

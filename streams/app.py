@@ -65,6 +65,7 @@ from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.recommender import DIVERSE, Candidate, LearnerEvent, Recommender
 from streams import metrics
+from streams.batches import take_ready
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.faust_fixes import apply_faust_fixes, processing
 from streams.replica import CatalogueReplica, point_to_bytes
@@ -86,6 +87,10 @@ T = TypeVar("T")
 MODEL_VERSION_POLL_S = 30.0
 #: How much wider the second candidate search is when the first leaves fewer than k.
 WIDER = 5
+#: Table rows that may wait in Faust's producer buffer before Faust stops reading input to send
+#: them. Faust's default (100) stalled the input after nearly every batch, which writes its rows
+#: at once (hundreds for a full batch); each batch hands its rows on before the next (``LearnerBatch``).
+CHANGELOG_BUFFER_MESSAGES = 10_000
 #: The cyclic garbage collector's thresholds in a worker (see :func:`collect_garbage_less_often`).
 GC_THRESHOLDS = (20_000, 20, 100)
 
@@ -577,8 +582,8 @@ class LearnerBatch:
     to answer (what the bandit and the re-ranker learn from) is the learner's last one published
     before it: the lists of a burst of events in one batch are published together, after them.
     ``COURSESTREAM_LEARNER_BATCH_SIZE=1`` ranks and publishes each list before the next event is
-    learned. Profiles, latest lists and shared-model rows are written at the end, before Faust
-    acks the batch: a crash before then redelivers all of it.
+    learned. Profiles, latest lists and shared-model rows are written at the end, and handed to the
+    Kafka producer, before Faust acks the batch: a crash before then redelivers all of it.
     """
 
     def __init__(self) -> None:
@@ -610,6 +615,7 @@ class LearnerBatch:
                 await self.take(event, value)
         await self.rank()
         self.write()
+        await app.producer.buffer.flush()  # rows to the Kafka producer now: the buffer holds one batch's at most
 
     async def take(self, event: EventT, value: LearnerMessage) -> None:
         """Queue a rank request; carry out a forget request; learn a learner event (its list queued)."""
@@ -737,7 +743,9 @@ async def update_profiles(stream: faust.StreamT) -> None:
     recommendations; rank request -> its answer; forget request -> the learner's rows deleted."""
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
-    async for events in stream.take_events(settings.learner_batch_size, within=settings.learner_batch_wait_ms / 1000):
+    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
+    async for events in take_ready(stream, settings.learner_batch_size, settings.learner_batch_wait_ms / 1000):
+        metrics.learner_batch_events.observe(len(events))
         await LearnerBatch().process(events)
 
 

@@ -14,11 +14,11 @@ The fix stops the consumer's flow before that method runs, so nothing is fetched
 has sought to the committed offsets and resumed the flow itself; records a fetch returns
 meanwhile are discarded by Faust and fetched again from the committed offset.
 
-**Tables inside** ``Stream.take_events``. A table read or write takes its partition from
-Faust's current event (RocksDB keeps a database per partition; the changelog record goes to
-that partition). ``take_events`` sets the current event only in the background task that fills
-its buffer, never in the agent's, so an agent working through a batch says which event it is
-on with :func:`processing`.
+**Tables inside a batch** (Faust's ``Stream.take_events``, or ``streams.batches.take_ready``).
+A table read or write takes its partition from Faust's current event (RocksDB keeps a database
+per partition; the changelog record goes to that partition). Both set the current event only in
+the background task that fills their buffer, never in the agent's, so an agent working through
+a batch says which event it is on with :func:`processing`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ event_to_recommendation = Histogram(
     "From the learner event's broker timestamp to its recommendation being sent.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+learner_batch_events = Histogram(
+    "coursestream_learner_batch_events", "Learner messages per batch the worker took (what was ready; see streams.batches).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 consumer_lag = Gauge("coursestream_consumer_lag", "End offset minus committed offset.", ["topic", "partition"])
 vector_store_seconds = Histogram(
     "coursestream_vector_store_seconds", "Vector store call latency.", ["operation"],

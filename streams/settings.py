@@ -105,7 +105,8 @@ class Settings(BaseSettings):
         " write per changed table row); 1 ranks each list before the next event is learned.",
     )
     learner_batch_wait_ms: float = Field(
-        5.0, gt=0, description="How long the worker waits to fill a batch of learner events (latency at low load).",
+        20.0, gt=0, description="How long a batch of learner events may wait for more while the consumer lags (events"
+        " on their way); with no lag a batch goes at once (see streams.batches).",
     )
     coalesce_bursts: bool = Field(
         False, description="Publish one list per learner per batch segment, answering all of their events in it "

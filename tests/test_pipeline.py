@@ -10,11 +10,13 @@ import base64
 import json
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from online.events import CourseContent, RankRequest, Recommendation
 from online.policies import assign
@@ -149,6 +151,40 @@ def test_coalesced_bursts_answer_every_event_once_with_the_burst_s_last_list(bro
         assert [t.offset for t in answers] == sorted(t.offset for t in answers), "the last event triggers"
         taken = {e.course_id for e in events[: position[rec.trigger.event_id] + 1] if e.user_id == rec.user_id}
         assert rec.items and not {item.course_id for item in rec.items} & taken
+
+
+def batch_sizes(worker_env: dict[str, str]) -> tuple[float, float]:
+    """How many batches of learner events the worker took, and their mean size (from its metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{worker_env['COURSESTREAM_WEB_PORT']}/metrics", timeout=10).text
+    samples = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    count = samples["coursestream_learner_batch_events_count"]
+    return count, samples["coursestream_learner_batch_events_sum"] / count
+
+
+def test_a_backlog_is_taken_in_full_batches_and_a_lone_event_at_once(broker, encoder_service, catalogue,
+                                                                     tmp_path) -> None:
+    pipeline = new_pipeline(broker, encoder_service, tmp_path)
+    pipeline.env["COURSESTREAM_LEARNER_BATCH_SIZE"] = "50"
+    # Only lag holds a batch back, and for at most this long: an event with nothing behind it must not wait
+    pipeline.env["COURSESTREAM_LEARNER_BATCH_WAIT_MS"] = "600000"
+    worker = pipeline.worker()
+    pipeline.index(catalogue, worker)
+    worker.stop()
+    events = list(sample_events(301))
+    pipeline.send_events(events[:300])  # waiting for the worker: a backlog
+    worker = pipeline.worker()
+    try:
+        def answered(events: list) -> Callable[[list[Recommendation]], bool]:
+            return lambda recs: {r.trigger.event_id for r in recs} >= {e.event_id for e in events}
+
+        pipeline.recommendations(answered(events[:300]), worker)
+        batches, mean = batch_sizes(pipeline.env)
+        assert batches <= 12 and mean >= 25, f"{batches} batches of {mean:.1f} events on average"
+        pipeline.send_events(events[300:])
+        pipeline.recommendations(answered(events), worker, timeout_s=60)
+        assert batch_sizes(pipeline.env)[0] == batches + 1
+    finally:
+        worker.stop()
 
 
 def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running, catalogue) -> None:
