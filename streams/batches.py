@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 
 async def take_ready(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
@@ -34,7 +34,14 @@ async def take_ready(stream: faust.StreamT, max_: int, within: float) -> AsyncIt
     held: asyncio.Future[None] | None = None  # set while the agent holds a batch
     deadline: asyncio.TimerHandle | None = None
     queue = stream.channel.queue  # type: ignore[attr-defined]  # events read from the broker, not yet taken
-    highwater = stream.app.consumer.highwater
+
+    def lag(message: Message) -> int:
+        """Events after ``message`` in its partition, as of the last fetch; 0 if not known."""
+        try:
+            highwater = stream.app.consumer.highwater(message.tp)
+        except (AssertionError, KeyError):  # aiokafka's answer for a partition just revoked: not ours to wait for
+            return 0
+        return max(0, (highwater or 0) - message.offset - 1)
 
     async def add(value: object) -> object:
         # A processor: Faust calls it for each event, in the task that reads the stream.
@@ -44,8 +51,7 @@ async def take_ready(stream: faust.StreamT, max_: int, within: float) -> AsyncIt
         event = stream.current_event
         assert event is not None  # set while the stream runs its processors
         events.append(event)
-        message = event.message
-        behind[message.tp] = max(0, (highwater(message.tp) or 0) - message.offset - 1)
+        behind[event.message.tp] = lag(event.message)
         if deadline is None:
             deadline = loop.call_later(within, ready.set)
         if len(events) >= max_ or (queue.empty() and not any(behind.values())):
