@@ -19,16 +19,18 @@ import numpy as np
 
 
 def mmr(relevance: Sequence[float], vectors: np.ndarray, k: int, lambda_: float = 0.7) -> list[int]:
-    """Indices of ``k`` items in pick order; ``vectors`` are the items' unit vectors, one per row."""
-    remaining = list(range(len(relevance)))
-    if not remaining:
-        return []
-    similarity = vectors @ vectors.T
+    """Indices of ``k`` items in pick order; ``vectors`` are the items' unit vectors, one per row.
+
+    Only the picked items' similarities are computed (``k`` products with all rows, not the whole
+    similarity matrix: a tenth of the work for ten picks of 150). Ties go to the lower index.
+    """
+    gain = lambda_ * np.asarray(relevance, dtype=np.float64)
+    redundancy = np.zeros(len(gain))  # max(0, greatest cosine to a picked item)
+    available = np.ones(len(gain), dtype=bool)
     picked: list[int] = []
-    redundancy = np.full(len(relevance), -np.inf)
-    while remaining and len(picked) < k:
-        scores = [lambda_ * relevance[i] - (1 - lambda_) * max(redundancy[i], 0.0) for i in remaining]
-        best = remaining.pop(int(np.argmax(scores)))
+    for _ in range(min(k, len(gain))):
+        best = int(np.argmax(np.where(available, gain - (1 - lambda_) * redundancy, -np.inf)))
         picked.append(best)
-        redundancy = np.maximum(redundancy, similarity[best])
+        available[best] = False
+        redundancy = np.maximum(redundancy, vectors @ vectors[best])
     return picked
