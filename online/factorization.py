@@ -136,9 +136,9 @@ class CourseFactors(base.Estimator):
         (or a learner without factors)."""
         if learner is None:
             return np.zeros(len(course_ids))
-        rows = [self.table.get(course_id) for course_id in course_ids]
-        known = [i for i, row in enumerate(rows) if row is not None]
+        known = [i for i, course_id in enumerate(course_ids) if course_id in self.table]
         scores = np.zeros(len(course_ids))
         if known:
-            scores[known] = np.array([rows[i]["v"] for i in known]) @ np.asarray(learner, dtype=np.float64)
+            latents = self._model.i_latents  # arrays, converted once (see _CourseLatents)
+            scores[known] = np.stack([latents[course_ids[i]] for i in known]) @ np.asarray(learner, dtype=np.float64)
         return scores
