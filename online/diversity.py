@@ -21,8 +21,8 @@ import numpy as np
 def mmr(relevance: Sequence[float], vectors: np.ndarray, k: int, lambda_: float = 0.7) -> list[int]:
     """Indices of ``k`` items in pick order; ``vectors`` are the items' unit vectors, one per row.
 
-    Only the picked items' similarities are computed (``k`` products with all rows, not the whole
-    similarity matrix: a tenth of the work for ten picks of 150). Ties go to the lower index.
+    Only the picked items' similarities are computed: ``k`` rows of the similarity matrix, not all
+    of them (10 of 150 for a list). Ties go to the lower index.
     """
     gain = lambda_ * np.asarray(relevance, dtype=np.float64)
     redundancy = np.zeros(len(gain))  # max(0, greatest cosine to a picked item)
