@@ -32,10 +32,9 @@ Decay is applied lazily, on read and write, so a course nobody touches costs not
 
 Ranking asks about many courses at once (``nan``: never taken up):
 
->>> popular.predict_many(["python", "rust", "never taken"], time=7 * DAY).tolist()
-[1.5, 1.0, 0.0]
->>> (popular.first_times(["python", "rust", "never taken"]) / DAY).tolist()
-[0.0, 7.0, nan]
+>>> now, first = popular.predict_many(["python", "rust", "never taken"], time=7 * DAY)
+>>> now.tolist(), (first / DAY).tolist()
+([1.5, 1.0, 0.0], [0.0, 7.0, nan])
 """
 
 from __future__ import annotations
@@ -93,16 +92,13 @@ class DecayedPopularity(base.Estimator):
         score, then, _ = self.table.get(f"c:{course_id}") or (0.0, time, time)
         return self._decayed(score, then, time)
 
-    def predict_many(self, course_ids: Sequence[str], time: float) -> np.ndarray:
-        """:meth:`predict_one` of each course, as an array."""
-        rows = np.array([self.table.get(f"c:{course_id}") or (0.0, time, time) for course_id in course_ids],
+    def predict_many(self, course_ids: Sequence[str], time: float) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_one` of each course, and when each was first taken up (``nan``: never; in
+        a cohort, when it was released), as arrays from one read of each course's row."""
+        rows = np.array([self.table.get(f"c:{course_id}") or (0.0, time, np.nan) for course_id in course_ids],
                         dtype=np.float64).reshape(len(course_ids), 3)
-        return rows[:, 0] * 0.5 ** (np.maximum(0.0, time - rows[:, 1]) / (self.half_life_days * SECONDS_PER_DAY))
-
-    def first_times(self, course_ids: Sequence[str]) -> np.ndarray:
-        """When each course was first taken up (``nan``: never); in a cohort, when it was released."""
-        rows = [self.table.get(f"c:{course_id}") for course_id in course_ids]
-        return np.array([np.nan if row is None else row[2] for row in rows], dtype=np.float64)
+        now = rows[:, 0] * 0.5 ** (np.maximum(0.0, time - rows[:, 1]) / (self.half_life_days * SECONDS_PER_DAY))
+        return now, rows[:, 2]
 
     def latest(self, context: str) -> float | None:
         """When a course of ``context`` was last taken up (None: never)."""

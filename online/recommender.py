@@ -277,14 +277,15 @@ class Recommender:
         collaborative = self.transitions.scores(profile.recent)
         last = profile.recent[-1] if profile.recent else None
         context = profile.context
-        first_used = self.usage.first_times(ids)
+        popularity, _ = self.popularity.predict_many(ids, time)
+        in_use, first_used = self.usage.predict_many(ids, time)
         indexed_at = np.array([payload.get("indexed_at") or np.nan for payload in payloads], dtype=np.float64)
         matrix = np.zeros((len(candidates), len(FEATURES)))
         for name, values in (
             ("similarity", [c.similarity for c in candidates]),
             ("collaborative", [collaborative.get(course_id, 0.0) for course_id in ids]),
-            ("popularity", np.log1p(self.popularity.predict_many(ids, time))),
-            ("in_use", np.log1p(self.usage.predict_many(ids, time))),
+            ("popularity", np.log1p(popularity)),
+            ("in_use", np.log1p(in_use)),
             ("factors", np.maximum(0.0, self.factors.scores(profile.factors, ids))),
             ("newly_used", _halved(time - first_used, NEWLY_USED_HALF_LIFE_S)),
             ("unlocks", [last is not None and last in required for required in prerequisites]),

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
@@ -361,8 +361,7 @@ class CourseIndex(mode.Service):
         if wanted:
             points = await self.points(list({c.course_id for candidates in wanted for c in candidates}))
             for candidates in wanted:
-                candidates[:] = [Candidate(c.course_id, c.similarity, c.payload, points[c.course_id].vectors[using])
-                                 if c.course_id in points else c
+                candidates[:] = [replace(c, vector=points[c.course_id].vectors[using]) if c.course_id in points else c
                                  for c in candidates]
         return found
 
