@@ -67,7 +67,8 @@ from online.recommender import DIVERSE, Candidate, LearnerEvent, Recommender
 from streams import metrics
 from streams.batches import take_ready
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
-from streams.faust_fixes import apply_faust_fixes, processing
+from streams.faust_app import allow_batch_rows, create_app, raw_topic
+from streams.faust_fixes import processing
 from streams.replica import CatalogueReplica, point_to_bytes
 from streams.settings import Settings
 from streams.vectorstore import (
@@ -87,43 +88,15 @@ T = TypeVar("T")
 MODEL_VERSION_POLL_S = 30.0
 #: How much wider the second candidate search is when the first leaves fewer than k.
 WIDER = 5
-#: Table rows that may wait in Faust's producer buffer before Faust stops reading input to send
-#: them. Faust's default (100) stalled the input after nearly every batch, which writes its rows
-#: at once (hundreds for a full batch); each batch hands its rows on before the next (``LearnerBatch``).
-CHANGELOG_BUFFER_MESSAGES = 10_000
 #: The cyclic garbage collector's thresholds in a worker (see :func:`collect_garbage_less_often`).
 GC_THRESHOLDS = (20_000, 20, 100)
 
 settings = Settings()
-apply_faust_fixes()
-if settings.kafka_embedded:
-    from streams.embedded_broker import apply_tansu_workarounds
-
-    apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
-
-app = faust.App(
-    settings.app_id,
-    broker=settings.broker_urls(),
-    broker_credentials=settings.broker_credentials(),
-    store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
-    datadir=settings.data_dir / "faust",
-    tabledir=settings.data_dir / "tables",
-    topic_partitions=settings.partitions,
-    topic_replication_factor=settings.replication_factor,
-    broker_session_timeout=settings.kafka_session_timeout_s,
-    broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
-    consumer_auto_offset_reset="earliest",
-    web_enabled=settings.web_enabled,
-    web_bind=settings.web_host,
-    web_port=settings.web_port,
-    canonical_url=settings.canonical_url(),
-)
+app = create_app(settings)
 
 
 def _raw_topic(name: str) -> faust.TopicT:
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
-    )
+    return raw_topic(app, name, settings.partitions)
 
 
 learner_events = _raw_topic(settings.topic_learner_events)
@@ -742,7 +715,7 @@ async def update_profiles(stream: faust.StreamT) -> None:
     recommendations; rank request -> its answer; forget request -> the learner's rows deleted."""
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
-    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
+    allow_batch_rows(app)
     async for events in take_ready(stream, settings.learner_batch_size, settings.learner_batch_wait_ms / 1000):
         metrics.learner_batch_events.observe(len(events))
         await LearnerBatch().process(events)

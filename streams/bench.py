@@ -9,13 +9,17 @@ measures:
 - **ceiling**: a bare aiokafka consume-then-produce process passing the same events from a
   learner-events topic to a recommendations topic (same partitions, same broker, same fetch
   wait as the worker);
+- **Faust floor**: the same through ``streams.floor``, the worker with the recommender taken
+  out (same Faust set-up and batches, a table row and a send for each event): what Faust itself
+  costs here, so the gap to the ceiling splits into Faust's share and the recommender's;
 - **worker**: the same events through one worker, as fast as the producer sends them: events/s
   answered, with a recommendation published for every one (or, with ``coalesce_bursts``, for
   each learner's last event of a batch segment, naming the earlier ones it answers: then
-  ``events_per_list``), and ``ratio_to_passthrough``;
+  ``events_per_list``), ``ratio_to_passthrough`` and ``ratio_to_faust_floor``;
 - **freshness**: event-to-recommendation latency (the event's produce time, which the worker
   copies into ``trigger.ingested_at``, to the recommendation's arrival at a consumer) at
-  saturation and at fixed offered loads from a paced producer;
+  saturation and at fixed offered loads from a paced producer, and the two baselines' latency
+  (produce to arrival of the passed-on event) at the same loads;
 - **cost growth**: latency at one offered load with catalogues of growing size (real course
   vectors plus noisy copies, each copy's payload labelled ``synthetic_copy_of``) and with
   growing numbers of learners (copies of real learners with remapped ids, ``~L<copy>``), bytes
@@ -70,6 +74,8 @@ OULAD_PRESENTATIONS = [("AAA", "2013J"), ("AAA", "2014J")]
 COPY_NOISE = 0.025
 #: Learner events sent (and answered) before anything is measured.
 WARM_UP_EVENTS = 200
+#: What :meth:`Phase.check` counts.
+PROBLEMS = ("missing", "duplicate", "wrong_trigger", "unexpected")
 
 
 _START = time.monotonic()
@@ -406,7 +412,29 @@ async def _worker_pipeline(setup: Setup, name: str, catalogue_size: int, warm_up
     return pipeline, worker, catalogue
 
 
-async def _ceiling(setup: Setup, warm_up: list[LearnerEvent], events: list[LearnerEvent]) -> dict[str, Any]:
+async def _baseline(settings: Settings, pid: int, warm_up: list[LearnerEvent], events: list[LearnerEvent],
+                    paced: Sequence[tuple[float, list[LearnerEvent]]]) -> dict[str, Any]:
+    """What a process passing each event on (``pid``, between ``settings``' topics) sustains, and
+    its latency at the offered loads."""
+    pipeline = Pipeline(settings, pid, Answer.of_passed_event)
+    await pipeline.collector.start()
+    try:
+        await pipeline.send(warm_up, timeout_s=300)
+        saturated = await pipeline.send(events, timeout_s=300)
+        freshness = {f"{rate:g}/s": (await pipeline.send(batch, rate=rate, timeout_s=300)).figures()
+                     for rate, batch in paced}
+    finally:
+        await pipeline.collector.stop()
+    figures = saturated.figures()
+    checks: Counter = Counter()
+    for phase in pipeline.phases:
+        checks.update(phase.check())
+    return {key: figures[key] for key in ("events", "sent_per_s", "events_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms")
+            } | {"freshness": freshness, "checks": {k: checks.get(k, 0) for k in PROBLEMS}}
+
+
+async def _ceiling(setup: Setup, warm_up: list[LearnerEvent], events: list[LearnerEvent],
+                   paced: Sequence[tuple[float, list[LearnerEvent]]]) -> dict[str, Any]:
     settings = settings_from(_worker_env(setup, "passthrough"))
     ensure_topics(settings)
     process = multiprocessing.get_context("spawn").Process(
@@ -415,18 +443,24 @@ async def _ceiling(setup: Setup, warm_up: list[LearnerEvent], events: list[Learn
               settings.partitions),
     )
     process.start()
-    pipeline = Pipeline(settings, process.pid, Answer.of_passed_event)
-    await pipeline.collector.start()
     try:
-        await pipeline.send(warm_up, timeout_s=120)
-        phase = await pipeline.send(events, timeout_s=120)
+        return await _baseline(settings, process.pid, warm_up, events, paced)
     finally:
         process.terminate()
         process.join(10)
-        await pipeline.collector.stop()
-    figures = phase.figures()
-    return {key: figures[key] for key in ("events", "sent_per_s", "events_per_s", "cpu_ms_per_event")
-            } | {"checks": dict(phase.check())}
+
+
+async def _faust_floor(setup: Setup, warm_up: list[LearnerEvent], events: list[LearnerEvent],
+                       paced: Sequence[tuple[float, list[LearnerEvent]]]) -> dict[str, Any]:
+    env = _worker_env(setup, "floor")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    (setup.workdir / "floor").mkdir(parents=True, exist_ok=True)
+    floor = WorkerProcess(env, setup.workdir / "floor" / "worker.log", ("streams.floor",)).start()
+    try:
+        return await _baseline(settings, floor.process.pid, warm_up, events, paced)
+    finally:
+        floor.stop()
 
 
 def _learner_scale_events(base: Sequence[LearnerEvent], learners: int, already: int, measure: int, seed: int
@@ -486,8 +520,11 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
                           "log's start", "catalogue": f"{len(real_points)} real courses (OULAD AAA, EdNet TOEIC parts)"
                           " embedded by the encoder service; larger catalogues add noisy copies (synthetic_copy_of)"}
         progress("pass-through (ceiling)")
-        result["ceiling"] = await _ceiling(setup, warm_up, saturating)
-        progress(f"ceiling: {result['ceiling']['events_per_s']} events/s; starting the worker over {catalogue_sizes[0]:,} courses")
+        result["ceiling"] = await _ceiling(setup, warm_up, saturating, list(zip(loads, paced)))
+        progress(f"ceiling: {result['ceiling']['events_per_s']} events/s; the Faust floor")
+        result["faust_floor"] = floor = await _faust_floor(setup, warm_up, saturating, list(zip(loads, paced)))
+        floor["ratio_to_passthrough"] = round(floor["events_per_s"] / result["ceiling"]["events_per_s"], 3)
+        progress(f"Faust floor: {floor['events_per_s']} events/s; starting the worker over {catalogue_sizes[0]:,} courses")
         checks: Counter = Counter()
         first, *others = catalogue_sizes
         pipeline, worker, built = await _worker_pipeline(setup, f"c{first}", first, warm_up)
@@ -500,6 +537,7 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
             # the same ratio in CPU time per event: what it would be on cores of its own
             result["worker"]["cpu_ratio_to_passthrough"] = round(
                 result["ceiling"]["cpu_ms_per_event"] / result["worker"]["cpu_ms_per_event"], 3)
+            result["worker"]["ratio_to_faust_floor"] = round(result["worker"]["events_per_s"] / floor["events_per_s"], 3)
             result["freshness"] = {"saturation": saturated.figures()}
             for rate, events in zip(loads, paced):
                 progress(f"worker: {len(events):,} events at {rate:g}/s")
@@ -537,7 +575,7 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
         result["cost_growth"] = {"offered_per_s": scale_load, "by_catalogue_size": by_catalogue,
                                  "by_learners": by_learners}
         result["checks"] = {"events": checked,
-                            **{k: checks.get(k, 0) for k in ("missing", "duplicate", "wrong_trigger", "unexpected")}}
+                            **{k: checks.get(k, 0) for k in PROBLEMS}}
     return result
 
 
@@ -551,13 +589,16 @@ def _machine() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """A short human summary of :func:`run_pipeline_benchmark`'s figures."""
     rows = [("pass-through (ceiling)", f"{result['ceiling']['events_per_s']:,.0f} events/s", "")]
-    worker = result["worker"]
+    floor, worker = result["faust_floor"], result["worker"]
+    rows.append(("Faust floor, saturated", f"{floor['events_per_s']:,.0f} events/s",
+                 f"{floor['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {floor['p50_ms']}/{floor['p99_ms']} ms"))
     rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
-                 (f"{worker['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
+                 (f"{worker['ratio_to_passthrough']:.1%} of ceiling, {worker['ratio_to_faust_floor']:.1%} of floor; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
                   f"{worker['events_per_list']} events per list")))
     for name, figures in result["freshness"].items():
         if name != "saturation":
-            rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms", f"p99 {figures['p99_ms']} ms"))
+            rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms",
+                         f"p99 {figures['p99_ms']} ms (floor {floor['freshness'][name]['p99_ms']} ms)"))
     growth = result["cost_growth"]
     for size, figures in growth["by_catalogue_size"].items():
         rows.append((f"{int(size):,} courses at {growth['offered_per_s']:g}/s", f"p50 {figures.get('p50_ms')} ms",

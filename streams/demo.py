@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import get_origin
 
@@ -90,17 +90,20 @@ def settings_from(env: Mapping[str, str]) -> Settings:
 
 
 class WorkerProcess:
-    """``coursestream worker`` as a child process with ``env`` settings, its output in a log file."""
+    """``coursestream worker`` (or another Faust worker's ``python -m`` arguments) as a child process
+    with ``env`` settings, its output in a log file."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path,
+                 arguments: Sequence[str] = ("streams", "worker", "--loglevel", "warning")) -> None:
         self.env = {**os.environ, **env, "TOKENIZERS_PARALLELISM": "false"}
         self.log_path = log_path
+        self.arguments = arguments
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", *self.arguments],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         return self

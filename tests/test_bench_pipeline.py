@@ -82,13 +82,16 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     checks = figures["checks"]
     assert checks["events"] == 200 + 300 + 200 + 150 + 200
     assert checks["missing"] == checks["duplicate"] == checks["wrong_trigger"] == checks["unexpected"] == 0
-    assert figures["ceiling"]["checks"] == {"missing": 0, "duplicate": 0, "wrong_trigger": 0, "unexpected": 0}
-
-    worker, ceiling = figures["worker"], figures["ceiling"]
-    assert ceiling["events"] == worker["events"] == 300
+    worker, ceiling, floor = figures["worker"], figures["ceiling"], figures["faust_floor"]
+    for baseline in (ceiling, floor):  # both passed on every event of the run's phases exactly once
+        assert baseline["checks"] == {"missing": 0, "duplicate": 0, "wrong_trigger": 0, "unexpected": 0}
+        assert baseline["freshness"]["100/s"]["events"] == 200 and 0 < baseline["freshness"]["100/s"]["p50_ms"]
+    assert ceiling["events"] == floor["events"] == worker["events"] == 300
     assert worker["events_per_list"] == 1.0 and not worker["coalesce_bursts"]
     for name in ("events_per_s", "sent_per_s"):
-        assert worker[name] > 0 and ceiling[name] > 0
+        assert worker[name] > 0 and ceiling[name] > 0 and floor[name] > 0
+    assert floor["ratio_to_passthrough"] == pytest.approx(floor["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
+    assert worker["ratio_to_faust_floor"] == pytest.approx(worker["events_per_s"] / floor["events_per_s"], abs=1e-3)
     # CPU time comes in clock ticks (10 ms): 300 events through the bare pass-through may take less than one
     assert worker["cpu_ms_per_event"] > 0 and ceiling["cpu_ms_per_event"] >= 0
     assert worker["ratio_to_passthrough"] == pytest.approx(worker["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
@@ -106,4 +109,5 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     profiles = figures["profiles"]
     assert profiles["learners"] >= 150  # the copies, besides the real learners
     assert 0 < profiles["mean_bytes"] <= profiles["max_bytes"] <= 2048
-    assert "pass-through (ceiling)" in done.stderr and "worker, saturated" in done.stderr
+    for row in ("pass-through (ceiling)", "Faust floor, saturated", "worker, saturated"):
+        assert row in done.stderr
