@@ -223,7 +223,8 @@ class CourseIndex(mode.Service):
     """The vector store and the encoder client, with a cache of course vectors.
 
     Store calls block, so they run on one dedicated thread: off the event loop, and one
-    at a time, as the embedded engine wants.
+    at a time, as the embedded engine wants. (The embedded engine holds the GIL while it
+    searches, so there the loop still waits for a search; a Qdrant server's client does not.)
 
     Vectors of different encoder models are never compared: ``model_version`` is the
     encoder service's current version (from ``/v1/info`` and every embed response);

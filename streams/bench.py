@@ -593,8 +593,8 @@ def table(result: dict[str, Any]) -> str:
     rows.append(("Faust floor, saturated", f"{floor['events_per_s']:,.0f} events/s",
                  f"{floor['ratio_to_passthrough']:.1%} of ceiling; p50/p99 {floor['p50_ms']}/{floor['p99_ms']} ms"))
     rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
-                 (f"{worker['ratio_to_passthrough']:.1%} of ceiling, {worker['ratio_to_faust_floor']:.1%} of floor; p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; "
-                  f"{worker['events_per_list']} events per list")))
+                 (f"{worker['ratio_to_passthrough']:.1%} of ceiling, {worker['ratio_to_faust_floor']:.1%} of floor; "
+                  f"p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; {worker['events_per_list']} events per list")))
     for name, figures in result["freshness"].items():
         if name != "saturation":
             rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms",
