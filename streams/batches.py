@@ -71,10 +71,10 @@ async def take_ready(stream: faust.StreamT, max_: int, within: float) -> AsyncIt
             if deadline is not None:
                 deadline.cancel()
                 deadline = None
+            batch = list(events)  # no event joins while the agent holds it (``add`` awaits ``held``)
             try:
-                yield list(events)
+                yield batch
             finally:
-                batch = list(events)
                 events.clear()
                 behind.clear()
                 ready.clear()
