@@ -10,8 +10,8 @@ Data flow::
 
 Learner-keyed topics and the profiles table share one partition count, so a learner's
 events are processed in order by the one worker that owns the learner's profile. The learner
-agent takes them a batch at a time (:class:`LearnerBatch`: one candidate search for many
-lists, each changed table row written once).
+agent takes them a batch at a time (:class:`LearnerWindow`: one candidate search for many
+lists, each changed table row written once a window of batches).
 Delivery is at-least-once; profiles skip events they already applied (see
 ``online.profile``), and every recommendation names its trigger event so subscribers
 can drop a redelivered duplicate.
@@ -25,7 +25,7 @@ import gc
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -65,7 +65,7 @@ from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.recommender import DIVERSE, Candidate, LearnerEvent, Recommender
 from streams import metrics
-from streams.batches import take_ready
+from streams.batches import Unwritten, caught_up, take_ready
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.faust_app import allow_batch_rows, create_app, raw_topic
 from streams.faust_fixes import processing
@@ -529,12 +529,14 @@ async def answer(request: RankRequest, message: Message, profile: LearnerProfile
     )
 
 
-def forget(request: ForgetRequest) -> None:
+def forget(request: ForgetRequest, unwritten: Collection[str] = ()) -> None:
     """Delete the learner's rows from every per-learner table: the deletes are tombstones on the
-    changelogs, so no recovery brings them back. Idempotent. (No vector-store point and no row
-    of ``learned`` belongs to one learner: those hold courses and shared models.)"""
+    changelogs, so no recovery brings them back. Idempotent. ``unwritten`` names the tables whose
+    row for the learner was dropped before it was written. (No vector-store point and no row of
+    ``learned`` belongs to one learner: those hold courses and shared models.)"""
     key = request.user_id.encode()
-    removed = [table.name for table in (profiles, latest_recommendations) if table.pop(key, None) is not None]
+    removed = [table.name for table in (profiles, latest_recommendations)
+               if table.pop(key, None) is not None or table.name in unwritten]
     metrics.forget_requests.labels("deleted" if removed else "nothing-kept").inc()
     # The audit line names the request, not the learner: the requester keeps that link.
     log.warning("audit: forget request %s handled; removed rows of %s", request.request_id, removed or "no table")
@@ -543,8 +545,10 @@ def forget(request: ForgetRequest) -> None:
 LearnerMessage = LearnerEvent | RankRequest | ForgetRequest
 
 
-class LearnerBatch:
-    """One batch of learner messages, processed in order; each table row they change is written once.
+class LearnerWindow(Unwritten):
+    """The learner messages processed since the rows they change were last written: batches taken
+    in order, each row they change written once a window (after each batch once the agent has
+    caught up; while it lags, at most ``learner_write_interval_ms`` later: see ``streams.batches``).
 
     Events are learned one by one, in order. Lists are ranked a segment at a time, with one
     candidate search for all of a segment's lists: the learner events since the last ranking,
@@ -555,11 +559,14 @@ class LearnerBatch:
     to answer (what the bandit and the re-ranker learn from) is the learner's last one published
     before it: the lists of a burst of events in one batch are published together, after them.
     ``COURSESTREAM_LEARNER_BATCH_SIZE=1`` ranks and publishes each list before the next event is
-    learned. Profiles, latest lists and shared-model rows are written at the end, and handed to the
-    Kafka producer, before Faust acks the batch: a crash before then redelivers all of it.
+    learned. Lists are published with their batch; profiles, latest lists and shared-model rows
+    wait in memory (where the next batches and the read API find them) until the window is due,
+    then are written and handed to the Kafka producer before Faust acks the window's events: a
+    crash before then redelivers all of them, and none of their rows was written.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        super().__init__(interval)
         self.profiles: dict[bytes, tuple[bytes, EventT]] = {}  # serialised, as the next event would read it
         self.shown: dict[bytes, tuple[Recommendation, bytes, EventT]] = {}
         self.partitions: dict[int, EventT] = {}
@@ -567,7 +574,8 @@ class LearnerBatch:
         self.requests: list[tuple[EventT, RankRequest]] = []
 
     async def process(self, events: Sequence[EventT]) -> None:
-        """Dead-letter what does not parse, take the rest in order, rank what is left, write."""
+        """Dead-letter what does not parse, take the rest in order, rank what is left and publish it."""
+        self.add(events)
         parsed: list[tuple[EventT, LearnerMessage]] = []
         for event in events:
             message = event.message
@@ -587,8 +595,6 @@ class LearnerBatch:
             with processing(event):
                 await self.take(event, value)
         await self.rank()
-        self.write()
-        await app.producer.buffer.flush()  # rows to the Kafka producer now: the buffer holds one batch's at most
 
     async def take(self, event: EventT, value: LearnerMessage) -> None:
         """Queue a rank request; carry out a forget request; learn a learner event (its list queued)."""
@@ -598,9 +604,9 @@ class LearnerBatch:
             return
         if isinstance(value, ForgetRequest):
             await self.rank()
-            self.profiles.pop(key, None)
-            self.shown.pop(key, None)
-            forget(value)
+            dropped = [table.name for table, rows in ((profiles, self.profiles), (latest_recommendations, self.shown))
+                       if rows.pop(key, None) is not None]
+            forget(value, dropped)
             return
         try:
             if self.requests:
@@ -613,7 +619,7 @@ class LearnerBatch:
         metrics.events.labels(value.kind).inc()
 
     async def profile(self, user: bytes) -> LearnerProfile:
-        """The learner's profile as this batch has left it so far."""
+        """The learner's profile as this window has left it so far."""
         return LearnerProfile.from_bytes(self.profiles[user][0]) if user in self.profiles else await load_profile(user)
 
     async def learn(self, event: EventT, value: LearnerEvent) -> None:
@@ -697,8 +703,17 @@ class LearnerBatch:
             if answered.ingested_at is not None:
                 metrics.event_to_recommendation.observe(max(0.0, now - answered.ingested_at.timestamp()))
 
-    def write(self) -> None:
-        """Write each changed row once: shared models, profiles, latest lists."""
+    def profile_row(self, user: bytes) -> bytes | None:
+        """The learner's profile row, if changed since the last write."""
+        return self.profiles[user][0] if user in self.profiles else None
+
+    def shown_row(self, user: bytes) -> bytes | None:
+        """The learner's latest list row, if published since the last write."""
+        return self.shown[user][1] if user in self.shown else None
+
+    async def write(self, stream: faust.StreamT) -> None:
+        """Write each changed row once (shared models, profiles, latest lists), hand them to the
+        Kafka producer, then ack the window's events."""
         for partition, event in self.partitions.items():
             with processing(event):
                 save_learned(partition)
@@ -708,6 +723,29 @@ class LearnerBatch:
         for key, (_, published, event) in self.shown.items():
             with processing(event):
                 latest_recommendations[key] = published
+        await app.producer.buffer.flush()  # the buffer holds one window's rows at most
+        metrics.learner_write_events.observe(len(self.events))
+        await self.acked(stream)
+        self.profiles.clear()
+        self.shown.clear()
+        self.partitions.clear()
+
+
+#: What the learner agent processed and has not written yet.
+unwritten = LearnerWindow(settings.learner_write_interval_ms / 1000)
+
+
+class ReadThrough:
+    """A learner table as the read API sees it: a row not written yet first, as the agent reads it."""
+
+    def __init__(self, table: faust.types.TableT, unwritten_row: Callable[[bytes], bytes | None]) -> None:
+        self.name = table.name
+        self._table = table
+        self._unwritten_row = unwritten_row
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._unwritten_row(key)
+        return row if row is not None else self._table.get(key)
 
 
 @app.agent(learner_events)
@@ -717,9 +755,13 @@ async def update_profiles(stream: faust.StreamT) -> None:
     if replica is not None:
         await replica.caught_up.wait()  # rank against the whole catalogue, as every worker does
     allow_batch_rows(app)
-    async for events in take_ready(stream, settings.learner_batch_size, settings.learner_batch_wait_ms / 1000):
-        metrics.learner_batch_events.observe(len(events))
-        await LearnerBatch().process(events)
+    async for events in take_ready(stream, settings.learner_batch_size, settings.learner_batch_wait_ms / 1000,
+                                   idle=unwritten.interval or None):
+        if events:
+            metrics.learner_batch_events.observe(len(events))
+            await unwritten.process(events)
+        if unwritten.due(caught_up(stream, events)):
+            await unwritten.write(stream)
 
 
 async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
@@ -878,4 +920,6 @@ async def cold_start(user_id: str, context: str) -> dict[str, object]:
 
 
 if settings.web_enabled:
-    serve_asgi(app, create_api(app, profiles, latest_recommendations, describe_profile, learning_path, cold_start))
+    serve_asgi(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
+                               ReadThrough(latest_recommendations, unwritten.shown_row),
+                               describe_profile, learning_path, cold_start))

@@ -16,6 +16,11 @@ learner_batch_events = Histogram(
     "coursestream_learner_batch_events", "Learner messages per batch the worker took (what was ready; see streams.batches).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+learner_write_events = Histogram(
+    "coursestream_learner_write_events",
+    "Learner messages per write of the table rows they changed (several batches while the worker lags).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
+)
 consumer_lag = Gauge("coursestream_consumer_lag", "End offset minus committed offset.", ["topic", "partition"])
 vector_store_seconds = Histogram(
     "coursestream_vector_store_seconds", "Vector store call latency.", ["operation"],

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         20.0, gt=0, description="How long a batch of learner events may wait for more while the consumer lags (events"
         " on their way); with no lag a batch goes at once (see streams.batches).",
     )
+    learner_write_interval_ms: float = Field(
+        1000.0, ge=0, description="How long the table rows of the learner agent's batches may wait in memory, to be"
+        " written together (each changed row once), while it lags; once it has caught up it writes after each batch."
+        " 0: always after each batch. Lists are published with each batch; a crash redelivers what was not written.",
+    )
     coalesce_bursts: bool = Field(
         False, description="Publish one list per learner per batch segment, answering all of their events in it "
         "(named in its `coalesced` triggers), instead of one list per event: a burst's earlier lists are stale "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import httpx
@@ -34,14 +34,22 @@ from streams import metrics
 FORWARDED = "x-coursestream-forwarded"
 
 
+class LearnerRows(Protocol):
+    """A learner-keyed table as the API reads it (its name routes a request to the owner)."""
+
+    name: str
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
 def _same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
 def create_api(
     app: faust.App,
-    profiles: faust.types.TableT,
-    latest: faust.types.TableT,
+    profiles: LearnerRows,
+    latest: LearnerRows,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
     learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
@@ -57,7 +65,7 @@ def create_api(
 
     api = FastAPI(title="coursestream worker", lifespan=lifespan)
 
-    async def owned_or_forwarded(table: faust.types.TableT, user_id: str, request: Request) -> bytes | Response:
+    async def owned_or_forwarded(table: LearnerRows, user_id: str, request: Request) -> bytes | Response:
         """The table's row for this learner if this worker owns it, else the owner's answer."""
         key = user_id.encode()
         owner = app.router.key_store(table.name, key)

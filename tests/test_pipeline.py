@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -153,20 +154,33 @@ def test_coalesced_bursts_answer_every_event_once_with_the_burst_s_last_list(bro
         assert rec.items and not {item.course_id for item in rec.items} & taken
 
 
-def batch_sizes(worker_env: dict[str, str]) -> tuple[float, float]:
-    """How many batches of learner events the worker took, and their mean size (from its metrics)."""
+def batch_sizes(worker_env: dict[str, str], histogram: str = "coursestream_learner_batch_events") -> tuple[float, float]:
+    """How many batches of learner events the worker took (or, with ``histogram``, wrote the
+    rows of), and their mean size (from its metrics)."""
     text = httpx.get(f"http://127.0.0.1:{worker_env['COURSESTREAM_WEB_PORT']}/metrics", timeout=10).text
     samples = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
-    count = samples["coursestream_learner_batch_events_count"]
-    return count, samples["coursestream_learner_batch_events_sum"] / count
+    count = samples[f"{histogram}_count"]
+    return count, samples[f"{histogram}_sum"] / count
+
+
+def written(worker_env: dict[str, str], at_least: float, timeout_s: float = 10.0) -> float:
+    """How many times the worker wrote the rows of its learner batches, once it is ``at_least``
+    (the write follows the lists it publishes by a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while (writes := batch_sizes(worker_env, "coursestream_learner_write_events")[0]) < at_least:
+        assert time.monotonic() < deadline, f"{writes} writes after {timeout_s}s, not {at_least}"
+        time.sleep(0.1)
+    return writes
 
 
 def test_a_backlog_is_taken_in_full_batches_and_a_lone_event_at_once(broker, encoder_service, catalogue,
                                                                      tmp_path) -> None:
     pipeline = new_pipeline(broker, encoder_service, tmp_path)
     pipeline.env["COURSESTREAM_LEARNER_BATCH_SIZE"] = "50"
-    # Only lag holds a batch back, and for at most this long: an event with nothing behind it must not wait
+    # Only lag holds a batch (or the write of its rows) back, and for at most this long: an event
+    # with nothing behind it must not wait
     pipeline.env["COURSESTREAM_LEARNER_BATCH_WAIT_MS"] = "600000"
+    pipeline.env["COURSESTREAM_LEARNER_WRITE_INTERVAL_MS"] = "600000"
     worker = pipeline.worker()
     pipeline.index(catalogue, worker)
     worker.stop()
@@ -180,9 +194,13 @@ def test_a_backlog_is_taken_in_full_batches_and_a_lone_event_at_once(broker, enc
         pipeline.recommendations(answered(events[:300]), worker)
         batches, mean = batch_sizes(pipeline.env)
         assert batches <= 12 and mean >= 25, f"{batches} batches of {mean:.1f} events on average"
+        # the rows of a backlog's batches are written together, once the worker caught up
+        writes = written(pipeline.env, 1)
+        assert writes < batches, f"{writes} writes for {batches} batches"
         pipeline.send_events(events[300:])
         pipeline.recommendations(answered(events), worker, timeout_s=60)
         assert batch_sizes(pipeline.env)[0] == batches + 1
+        assert written(pipeline.env, writes + 1) == writes + 1  # caught up: at once
     finally:
         worker.stop()
 
