@@ -42,8 +42,9 @@ def lag(stream: faust.StreamT, message: Message) -> int:
 def caught_up(stream: faust.StreamT, events: Sequence[EventT]) -> bool:
     """Whether nothing is on its way after ``events``: the stream's queue is empty and their
     partitions have no lag."""
+    queue = stream.channel.queue  # type: ignore[attr-defined]  # events read from the broker, not yet taken
     last = {event.message.tp: event.message for event in events}
-    return stream.channel.queue.empty() and not any(lag(stream, message) for message in last.values())  # type: ignore[attr-defined]
+    return queue.empty() and not any(lag(stream, message) for message in last.values())
 
 
 async def take_ready(
