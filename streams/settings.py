@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     learner_write_interval_ms: float = Field(
         1000.0, ge=0, description="How long the table rows of the learner agent's batches may wait in memory, to be"
         " written together (each changed row once), while it lags; once it has caught up it writes after each batch."
-        " 0: always after each batch. Lists are published with each batch; a crash redelivers what was not written.",
+        " 0: always after each batch. Lists are published with each batch; a crash redelivers what was not written,"
+        " and a rebalance waits for the write (up to this long).",
     )
     coalesce_bursts: bool = Field(
         False, description="Publish one list per learner per batch segment, answering all of their events in it "
