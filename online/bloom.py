@@ -18,17 +18,29 @@ from __future__ import annotations
 import functools
 import hashlib
 
+import numpy as np
+
 SIZE_BYTES = 384
 HASHES = 4
 
 
-@functools.lru_cache(maxsize=200_000)  # ranking asks about the same catalogue for every learner
-def _mask(item: str, size: int) -> int:
-    """The item's bits, as an int whose bit ``p`` is bit ``p % 8`` of byte ``p // 8``."""
+def positions(item: str, size: int = SIZE_BYTES * 8) -> tuple[int, ...]:
+    """The item's ``HASHES`` bit positions in a filter of ``size`` bits (bit ``p`` is bit
+    ``p % 8`` of byte ``p // 8``).
+
+    >>> len(positions("cs50")), all(0 <= p < SIZE_BYTES * 8 for p in positions("cs50"))
+    (4, True)
+    """
     digest = hashlib.blake2b(item.encode(), digest_size=4 * HASHES).digest()
+    return tuple(int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size for i in range(HASHES))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _mask(item: str, size: int) -> int:
+    """The item's bits as one int."""
     mask = 0
-    for i in range(HASHES):
-        mask |= 1 << int.from_bytes(digest[4 * i : 4 * i + 4], "little") % size
+    for position in positions(item, size):
+        mask |= 1 << position
     return mask
 
 
@@ -45,6 +57,18 @@ class BloomFilter:
     def __contains__(self, item: str) -> bool:
         mask = _mask(item, self._size * 8)
         return self._bits & mask == mask
+
+    def contains_positions(self, item_positions: np.ndarray) -> np.ndarray:
+        """Membership of many items at once, each given by its :func:`positions` (a row each):
+        ranking asks about a whole candidate list.
+
+        >>> taken = BloomFilter()
+        >>> taken.add("cs50")
+        >>> taken.contains_positions(np.array([positions("cs50"), positions("ml101")])).tolist()
+        [True, False]
+        """
+        bits = np.unpackbits(np.frombuffer(self.to_bytes(), dtype=np.uint8), bitorder="little")
+        return bits[item_positions].all(axis=1)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BloomFilter) and (self._size, self._bits) == (other._size, other._bits)

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 from river import base, optim, reco
 
+from online.rows import RowCache
+
 
 def _initial(key: str, n_factors: int) -> np.ndarray:
     """River's default initialisation (normal, sigma 0.1), seeded by ``key``: the same on every replay."""
@@ -47,28 +49,33 @@ def _initial(key: str, n_factors: int) -> np.ndarray:
 
 
 class _CourseLatents(MutableMapping[str, np.ndarray]):
-    """FunkMF's item latents read from and written to the course table's rows (arrays in, lists stored).
-
-    Each row is converted to an array once: FunkMF reads a course's latents several times an
-    update. The table must change only through this mapping while it lives (the estimator owns it).
+    """FunkMF's item latents read from and written to the course table's rows (arrays in, lists
+    stored), held as one array for scoring many courses at once (:class:`~online.rows.RowCache`;
+    a course never used scores 0). The table must change only through this mapping while it
+    lives (the estimator owns it).
     """
 
-    def __init__(self, table: MutableMapping[str, dict[str, Any]]) -> None:
+    def __init__(self, table: MutableMapping[str, dict[str, Any]], n_factors: int) -> None:
         self.table = table
-        self._arrays: dict[str, np.ndarray] = {}
+        self.rows = RowCache(n_factors, lambda course_id: table[course_id]["v"] if course_id in table else np.zeros(n_factors))
 
     def __getitem__(self, course_id: str) -> np.ndarray:
-        if course_id not in self._arrays:
-            self._arrays[course_id] = np.asarray(self.table[course_id]["v"])
-        return self._arrays[course_id]
+        if course_id not in self.table:
+            raise KeyError(course_id)
+        return self.rows.get(course_id)
 
     def __setitem__(self, course_id: str, latent: np.ndarray) -> None:
         self.table[course_id] = {"n": self.table[course_id]["n"], "v": latent.tolist()}
-        self._arrays[course_id] = latent
+        self.rows.set(course_id, latent)
+
+    def add(self, course_id: str, arrival: int, latent: np.ndarray) -> None:
+        """A course's first row."""
+        self.table[course_id] = {"n": arrival, "v": latent.tolist()}
+        self.rows.set(course_id, latent)
 
     def __delitem__(self, course_id: str) -> None:
         del self.table[course_id]
-        self._arrays.pop(course_id, None)
+        self.rows.set(course_id, np.zeros_like(self.rows.get(course_id)))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table)
@@ -105,7 +112,7 @@ class CourseFactors(base.Estimator):
         self.negatives = negatives
         self.table: MutableMapping[str, dict[str, Any]] = {} if table is None else table
         self._model = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(learning_rate), l2=l2)
-        self._model.i_latents = _CourseLatents(self.table)
+        self._latents = self._model.i_latents = _CourseLatents(self.table, n_factors)
         # the courses to draw negatives from, in arrival order (read from the table once)
         self._courses: list[str] | None = None
 
@@ -117,7 +124,7 @@ class CourseFactors(base.Estimator):
         if self._courses is None:
             self._courses = sorted(self.table, key=lambda known: self.table[known]["n"])
         if course_id not in self.table:
-            self.table[course_id] = {"n": len(self._courses), "v": _initial(course_id, self.n_factors).tolist()}
+            self._latents.add(course_id, len(self._courses), _initial(course_id, self.n_factors))
             self._courses.append(course_id)
         vector = _initial(seed, self.n_factors) if learner is None else np.asarray(learner, dtype=np.float64)
         self._model.u_latents = {"learner": vector}
@@ -133,12 +140,11 @@ class CourseFactors(base.Estimator):
 
     def scores(self, learner: np.ndarray | None, course_ids: Sequence[str]) -> np.ndarray:
         """The dot product of the learner's factors with each course's; 0 for a course never used
-        (or a learner without factors)."""
+        (or a learner without factors). ``learner`` may also hold one learner's factors a row, one
+        row for each course (a segment of lists)."""
         if learner is None:
             return np.zeros(len(course_ids))
-        known = [i for i, course_id in enumerate(course_ids) if course_id in self.table]
-        scores = np.zeros(len(course_ids))
-        if known:
-            latents = self._model.i_latents  # arrays, converted once (see _CourseLatents)
-            scores[known] = np.stack([latents[course_ids[i]] for i in known]) @ np.asarray(learner, dtype=np.float64)
-        return scores
+        latents = self._latents.rows.get_many(course_ids)
+        if np.ndim(learner) == 1:
+            return latents @ np.asarray(learner, dtype=np.float64)
+        return np.einsum("ij,ij->i", latents, learner)

@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 from river import base
 
+from online.rows import RowCache
+
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -67,6 +69,8 @@ class DecayedPopularity(base.Estimator):
         self.half_life_days = half_life_days
         self.top_size = top_size
         self.table: MutableMapping[str, Any] = {} if table is None else table
+        # [score, latest time, first time] of each course ranking asked about (nan: never taken up)
+        self._rows = RowCache(3, lambda course_id: self.table.get(f"c:{course_id}") or (0.0, 0.0, np.nan))
 
     def _decayed(self, score: float, then: float, time: float) -> float:
         return score * 0.5 ** (max(0.0, time - then) / (self.half_life_days * SECONDS_PER_DAY))
@@ -81,7 +85,8 @@ class DecayedPopularity(base.Estimator):
             score, then = self._decayed(score, then, time) + weight, time
         else:
             score += self._decayed(weight, time, then)
-        self.table[f"c:{course_id}"] = [score, then, min(first, time)]
+        self.table[f"c:{course_id}"] = row = [score, then, min(first, time)]
+        self._rows.set(course_id, row)
         if context is not None:
             others = [entry for entry in self.table.get(f"t:{context}", []) if entry[0] != course_id]
             ranked = sorted([*others, [course_id, score, then]], key=lambda e: -self._decayed(e[1], e[2], time))
@@ -92,11 +97,11 @@ class DecayedPopularity(base.Estimator):
         score, then, _ = self.table.get(f"c:{course_id}") or (0.0, time, time)
         return self._decayed(score, then, time)
 
-    def predict_many(self, course_ids: Sequence[str], time: float) -> tuple[np.ndarray, np.ndarray]:
+    def predict_many(self, course_ids: Sequence[str], time: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_one` of each course, and when each was first taken up (``nan``: never; in
-        a cohort, when it was released), as arrays from one read of each course's row."""
-        rows = np.array([self.table.get(f"c:{course_id}") or (0.0, time, np.nan) for course_id in course_ids],
-                        dtype=np.float64).reshape(len(course_ids), 3)
+        a cohort, when it was released), as arrays; ``time`` is one time or one for each course
+        (a segment of lists, each at its own event time)."""
+        rows = self._rows.get_many(course_ids)
         now = rows[:, 0] * 0.5 ** (np.maximum(0.0, time - rows[:, 1]) / (self.half_life_days * SECONDS_PER_DAY))
         return now, rows[:, 2]
 

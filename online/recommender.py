@@ -20,25 +20,18 @@ transitions from the learner's recent courses count it. Every click or view, fir
 counts towards the course's use (what a cohort works on now), and the profile learns the
 event (interest, knowledge, taken courses).
 
-**Ranking** (:meth:`Recommender.recommend`). Candidates come from the caller (the vector
-store: nearest by interest, unlocked by the last course, and the ids of
-:meth:`Recommender.candidate_ids`: what others took next, what is popular in the learner's
-context; or, offline, the whole catalogue). Then:
+**Ranking** (:meth:`Recommender.rank`), a segment of lists at a time, in named steps:
 
-- education rules first: a course taken is dropped, and so is one whose prerequisites the
-  learner has not taken (a learning path shows it after what it needs);
-- each candidate gets the :data:`FEATURES` below (popularity, use and what others did next
-  also as a share of the best candidate's: a ranking is relative, while counts grow with the
-  population) and the re-ranker's probability that the learner takes it up next;
-- policy :data:`RERANKED` orders by that probability; :data:`DIVERSE` picks by maximal
-  marginal relevance among the best ``4 k`` (``online.diversity``), so the list is not ten
-  near-duplicates;
-- the best course the last one has just unlocked always gets a place: progress along a
-  curriculum is the point;
-- a share of slots (``explore_share``) explores: a bandit arm picks a course the ranking
-  would not have shown, marked ``explore`` with its arm;
-- every item carries machine-readable reasons, the strongest contribution first, and its
-  features (which the re-ranker learns from later).
+- **candidates** (``online.candidates``): the caller's candidate rows (the vector store's
+  nearest, those the last course unlocks, :meth:`Recommender.candidate_ids`; offline, the whole
+  catalogue), less what the education rules drop (taken, or prerequisites not taken);
+- **features** (``online.features``): one matrix for the segment, a row a candidate;
+- **order** (``online.order``): the re-ranker's probabilities in one matrix product, then each
+  list's policy (by score, or diverse), the unlocked slot and the exploring slots;
+- **explain** (``online.explain``): reasons in words and codes, for the listed items only.
+
+Courses are read as columns of a :class:`~online.catalogue.Catalogue`, the shared models'
+course rows through array caches: the work per candidate is a few array elements.
 
 Everything is a function of the events, so a replay gives the same lists: decay uses event
 time and exploration draws from a random source seeded by the triggering event's id.
@@ -60,7 +53,7 @@ time and exploration draws from a random source seeded by the triggering event's
 >>> cleo = LearnerProfile()
 >>> recommender.learn_one(cleo, click("cleo", "intro", 3), vectors["intro"], {})
 True
->>> candidates = [Candidate(c, cleo.similarity(vectors[c]), catalogue[c]) for c in catalogue]
+>>> candidates = [Candidate(c, cleo.similarity(vectors[c]), catalogue[c]) for c in catalogue]  # one list, off the hot path
 >>> items = recommender.recommend(cleo, candidates, k=2, time=datetime(2024, 5, 3).timestamp(), seed="e1")
 >>> [item.course_id for item in items]
 ['loops', 'art']
@@ -72,55 +65,30 @@ True
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from itertools import count
 from typing import Any, Callable
 
 import numpy as np
 from pydantic import TypeAdapter
 
-from online.difficulty import QuestionDifficulty, sigmoid
-from online.diversity import mmr
+from online.candidates import POOL, Shortlist, shortlist
+from online.catalogue import Catalogue
+from online.difficulty import QuestionDifficulty
 from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
 from online.exploration import ThompsonExplorer
+from online.explain import explain
 from online.factorization import CourseFactors
-from online.mastery import KnowledgeState, MasteryModel
+from online.features import COLUMN, FEATURES, features
+from online.mastery import MasteryModel
+from online.order import DIVERSE, POLICIES, RERANKED, order
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.reranker import Reranker
 from online.transitions import NextCourse
 
-RERANKED = "reranked-v3"
-DIVERSE = "reranked-diverse-v3"
-POLICIES = (RERANKED, DIVERSE)
+__all__ = ["COLUMN", "DIVERSE", "FEATURES", "NOTHING_SHOWN", "POLICIES", "PRIOR", "PRIOR_INTERCEPT", "RERANKED", "Candidate", "Recommender", "Shown"]
 
-#: The re-ranker's features, each in about [0, 1] (popularity: log1p of decayed take-ups), in the
-#: order of the columns of :meth:`Recommender.features`.
-FEATURES = (
-    "similarity",         # cosine between the learner's interest and the course
-    "collaborative",      # share of learners with the same recent courses who took it next
-    "popularity",         # log1p(decayed number of learners who took it up lately)
-    "in_use",             # log1p(decayed number of uses lately, first or not: what the cohort works on now)
-    "factors",            # the learner's and the course's latent factors' dot product (0 if below)
-    "newly_used",         # 1 for a course first used just now (in a cohort: just released), halving every 3 days
-    "unlocks",            # 1 if the learner's last course is one of its prerequisites
-    "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
-    "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
-    "novelty",            # 1 if it is outside the learner's current context (module, programme)
-    "freshness",          # 1 for a course indexed just now, halving every 14 days
-    "popularity_share",   # popularity over the best candidate's: ranking is relative, counts grow with the cohort
-    "collaborative_share",  # collaborative over the best candidate's
-    "in_use_share",       # in_use over the best candidate's
-    "factors_share",      # factors over the best candidate's
-)
-#: Features scored relative to the best candidate (``{name}_share``).
-SHARED = ("popularity", "collaborative", "in_use", "factors")
-#: Column of each feature in :meth:`Recommender.features`.
-COLUMN = {name: j for j, name in enumerate(FEATURES)}
-_OWN = FEATURES.index("popularity_share")  # the columns before the shares
 #: The re-ranker before it has learned anything. The weights of similarity, popularity, use, what
 #: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
 #: (softmax over each step's candidates) on OULAD AAA 2013J, whole presentation, with the encoder's
@@ -135,22 +103,9 @@ PRIOR_INTERCEPT = -4.0
 #: The re-ranker's default SGD step: 0, it keeps the fitted prior (the worker's
 #: ``COURSESTREAM_RERANKER_LEARNING_RATE`` turns learning on). Its negatives are the learner's own
 #: last list, a biased sample (the ranking's own top), so they weigh together as much as the
-#: positive. On OULAD AAA (whole presentations, NDCG@10; 2014J held out of the prior's fit) no
-#: rule beat the prior: 2013J / 2014J 0.6175 / 0.6095 with no learning; at step 0.0005 0.6192 /
-#: 0.5859 with each negative at full weight, 0.6133 / 0.6105 weighed so, and 0.6146 / 0.6046
-#: with pairwise updates (preferred minus left). Learning is for a catalogue or population
-#: unlike the prior's.
+#: positive. On OULAD AAA no learning rule beat the prior (NDCG@10 of 2013J and the held-out
+#: 2014J); learning is for a catalogue or population unlike the prior's.
 LEARNING_RATE = 0.0
-#: Difficulty of a course level, on the scale of mastery (probability of a correct answer).
-LEVEL_DIFFICULTY = {"beginner": 0.3, "intermediate": 0.55, "advanced": 0.8}
-#: How far above current mastery the right difficulty is.
-STRETCH = 0.1
-FRESH_HALF_LIFE_S = 14 * 86_400.0
-NEWLY_USED_HALF_LIFE_S = 3 * 86_400.0
-#: How much relevance counts against redundancy in the diverse policy.
-DIVERSITY_LAMBDA = 0.7
-#: Candidates of each kind the caller should fetch per item wanted.
-POOL = 4
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 _ITEMS = TypeAdapter(list[RecommendedItem])
@@ -166,23 +121,27 @@ class Candidate:
     vector: np.ndarray | None = None
 
 
-def _halved(ages: np.ndarray, half_life: float) -> np.ndarray:
-    """``0.5 ** (age / half_life)``, 1 for an age below 0 (a clock ahead), 0 for ``nan`` (never)."""
-    return np.where(np.isnan(ages), 0.0, 0.5 ** (np.maximum(0.0, ages) / half_life))
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A list as the learner saw it, as learning reads it at their next event: the courses, the
+    exploring arm of each (None: ranked), and their features, a row each (:data:`FEATURES`)."""
+
+    course_ids: tuple[str, ...]
+    arms: tuple[str | None, ...]
+    features: np.ndarray
+
+    @classmethod
+    def of(cls, items: Sequence[Mapping[str, Any]]) -> Shown:
+        """From a list's items in the contract's shape (``online.events.RecommendedItem`` as JSON)."""
+        return cls(
+            tuple(item["course_id"] for item in items),
+            tuple(item.get("exploration_arm") if item.get("explore") else None for item in items),
+            np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in items],
+                     dtype=np.float64).reshape(len(items), len(FEATURES)),
+        )
 
 
-def level_fit(knowledge: KnowledgeState, payload: Mapping[str, Any]) -> tuple[float, float | None]:
-    """How well a course's level suits the learner, and their mastery of its skills (None: unknown).
-
-    The right difficulty is :data:`STRETCH` above what the learner masters: hard enough to
-    learn from, not so hard as to fail. Without a level or any quiz answer it is neutral, 0.5.
-    """
-    difficulty = LEVEL_DIFFICULTY.get(payload.get("level") or "")
-    if difficulty is None or knowledge.answers == 0:
-        return 0.5, None
-    skills = [skill for skill in payload.get("skills") or () if skill in knowledge.skills]
-    mastery = float(np.mean([knowledge.mastery(s) for s in skills])) if skills else sigmoid(knowledge.ability)
-    return max(0.0, 1.0 - 2.0 * abs(difficulty - (mastery + STRETCH))), mastery
+NOTHING_SHOWN = Shown((), (), np.zeros((0, len(FEATURES))))
 
 
 @dataclass
@@ -225,7 +184,7 @@ class Recommender:
         vector: np.ndarray | None,
         payload: Mapping[str, Any],
         offset: int | None = None,
-        shown: Sequence[RecommendedItem] = (),
+        shown: Shown = NOTHING_SHOWN,
     ) -> bool:
         """Learn one event into the shared models and the profile; False if it was already applied.
 
@@ -242,14 +201,14 @@ class Recommender:
                 # its shares are taken against what the learner could have been offered instead
                 offered = self.candidate_ids(profile, POOL, time)
                 others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
-                features = self.features(profile, [taken_up, *others], time)[0]
-                self.reranker.learn_one(dict(zip(FEATURES, features.tolist())), True)
-                left = [item for item in shown if item.course_id != event.course_id and item.features]
-                for item in left:  # together they weigh as much as the positive (see LEARNING_RATE)
-                    self.reranker.learn_one(item.features, False, w=1.0 / len(left))
-            for item in shown:
-                if item.explore and item.exploration_arm:
-                    self.explorer.update(item.exploration_arm, float(item.course_id == event.course_id))
+                positive = self.features(profile, [taken_up, *others], time)[0]
+                self.reranker.learn_one(dict(zip(FEATURES, positive.tolist())), True)
+                left = [j for j, course_id in enumerate(shown.course_ids) if course_id != event.course_id]
+                for j in left:  # together they weigh as much as the positive (see LEARNING_RATE)
+                    self.reranker.learn_one(dict(zip(FEATURES, shown.features[j].tolist())), False, w=1.0 / len(left))
+            for course_id, arm in zip(shown.course_ids, shown.arms):
+                if arm is not None:
+                    self.explorer.update(arm, float(course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
             self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
         if isinstance(event, ClickEvent | VideoEvent):
@@ -268,39 +227,34 @@ class Recommender:
             ids += [course_id for course_id, _ in self.popularity.top(POOL * k, time, profile.context)]
         return list(dict.fromkeys(ids))
 
+    def rank(self, catalogue: Catalogue, lists: Sequence[Shortlist], k: int) -> list[list[dict[str, Any]]]:
+        """The top ``k`` items of each list, explained, in the contract's shape (see the module):
+        features of the whole segment, scores in one product, then each list ordered and explained."""
+        matrix = features(self, catalogue, lists)
+        scores = self.reranker.predict_matrix(matrix, FEATURES)
+        weights = self.reranker.weights()
+        ranked, start = [], 0
+        for listed in lists:
+            end = start + len(listed.rows)
+            rows = listed.rows
+            ids = [catalogue.course_ids[row] for row in rows.tolist()]
+            unit_vectors = None
+            if listed.policy == DIVERSE and bool((catalogue.norms[rows] > 0).all()):
+                def unit_vectors(picked: list[int], rows: np.ndarray = rows) -> np.ndarray:
+                    vectors = catalogue.vectors[rows[picked]]
+                    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            picks = order(scores[start:end], matrix[start:end], ids, unit_vectors, k, listed.policy or RERANKED,
+                          self.explorer, self.explore_share, listed.seed)
+            ranked.append(explain(catalogue, listed.profile, rows, scores[start:end], matrix[start:end], picks, weights))
+            start = end
+        return ranked
+
     def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> np.ndarray:
-        """The :data:`FEATURES` of each candidate for this learner at ``time``, a row a candidate
-        (columns: :data:`COLUMN`); shares are relative to the best of ``candidates``."""
-        ids = [c.course_id for c in candidates]
-        payloads = [c.payload for c in candidates]
-        prerequisites = [payload.get("prerequisites") or () for payload in payloads]
-        collaborative = self.transitions.scores(profile.recent)
-        last = profile.recent[-1] if profile.recent else None
-        context = profile.context
-        popularity, _ = self.popularity.predict_many(ids, time)
-        in_use, first_used = self.usage.predict_many(ids, time)
-        indexed_at = np.array([payload.get("indexed_at") or np.nan for payload in payloads], dtype=np.float64)
-        matrix = np.zeros((len(candidates), len(FEATURES)))
-        for name, values in (
-            ("similarity", [c.similarity for c in candidates]),
-            ("collaborative", [collaborative.get(course_id, 0.0) for course_id in ids]),
-            ("popularity", np.log1p(popularity)),
-            ("in_use", np.log1p(in_use)),
-            ("factors", np.maximum(0.0, self.factors.scores(profile.factors, ids))),
-            ("newly_used", _halved(time - first_used, NEWLY_USED_HALF_LIFE_S)),
-            ("unlocks", [last is not None and last in required for required in prerequisites]),
-            ("prerequisites_met", [bool(required) for required in prerequisites]),
-            ("level_fit", [level_fit(profile.knowledge, payload)[0] for payload in payloads]),
-            ("novelty", [context is not None and payload.get("part_of") not in (None, context) for payload in payloads]),
-            ("freshness", _halved(time - indexed_at, FRESH_HALF_LIFE_S)),
-        ):
-            matrix[:, COLUMN[name]] = values
-        for name in SHARED:
-            column = matrix[:, COLUMN[name]]
-            best = column.max(initial=0.0)
-            if best > 0:
-                matrix[:, COLUMN[f"{name}_share"]] = column / best
-        return matrix
+        """The :data:`FEATURES` of each of ``candidates`` for one learner, as offered (no rules applied)."""
+        catalogue = Catalogue()
+        rows = np.array([catalogue.put(c.course_id, c.vector, c.payload) for c in candidates], dtype=np.int64)
+        similarity = np.array([c.similarity for c in candidates], dtype=np.float64)
+        return features(self, catalogue, [Shortlist(profile, rows, similarity, time)])
 
     def recommend(
         self,
@@ -311,124 +265,17 @@ class Recommender:
         time: float = 0.0,
         seed: str = "",
     ) -> list[RecommendedItem]:
-        """The top ``k`` courses the learner has not taken and is ready for, with reasons, by ``policy``.
+        """One learner's list from candidates given as objects, validated (:meth:`rank` is the
+        same ranking for many lists over a catalogue, as the worker and the harness run it).
 
         ``time`` (event time, seconds) ages popularity and freshness; ``seed`` (the triggering
         event's id) makes exploration repeatable.
         """
-        pool: dict[str, Candidate] = {}
+        catalogue, rows, similarity = Catalogue(), [], []
         for c in candidates:
-            prerequisites = c.payload.get("prerequisites") or ()
-            if c.course_id not in pool and not profile.has_taken(c.course_id) and all(map(profile.has_taken, prerequisites)):
-                pool[c.course_id] = c
-        ready = list(pool.values())
-        features = self.features(profile, ready, time)
-        scores = self.reranker.predict_matrix(features, FEATURES)
-        order = sorted(range(len(ready)), key=lambda i: (-scores[i], ready[i].course_id))
-        rng = random.Random(seed)
-        explore = int(self.explore_share * k) + (rng.random() < (self.explore_share * k) % 1)
-        exploit = max(0, k - explore)
-        chosen = order[:exploit]
-        if policy == DIVERSE and ready and all(c.vector is not None for c in ready):
-            top = order[: POOL * k]
-            vectors = np.stack([ready[i].vector for i in top]).astype(np.float32)
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            chosen = [top[j] for j in mmr([scores[i] for i in top], vectors, exploit, DIVERSITY_LAMBDA)]
-        unlocked = [i for i in order if features[i, COLUMN["unlocks"]]]
-        if unlocked and exploit and not any(i in chosen for i in unlocked):
-            chosen = [*chosen[: exploit - 1], unlocked[0]]  # one slot is kept for the next step of the curriculum
-        picks = [(i, None) for i in chosen]
-        for _ in range(explore):
-            arm_picks = self._exploration_picks(ready, features, {i for i, _ in picks}, rng)
-            if not arm_picks:
-                break
-            arm = self.explorer.pull(rng, sorted(arm_picks))
-            picks.insert(rng.randint(min(2, len(picks)), len(picks)), (arm_picks[arm], arm))
-        weights = self.reranker.weights()
-        rows = features[[i for i, _ in picks]]
-        # validated in one call: a model built per reason and item cost most of the explaining
-        return _ITEMS.validate_python([
-            {
-                "course_id": ready[i].course_id,
-                "rank": position,
-                "score": round(scores[i], 6),
-                "reasons": self._reasons(profile, ready[i], dict(zip(FEATURES, row)), weights, arm),
-                "explore": arm is not None,
-                "exploration_arm": arm,
-                "features": dict(zip(FEATURES, rounded)),
-            }
-            for position, (i, arm), row, rounded in zip(count(1), picks, rows.tolist(), rows.round(4).tolist())
-        ])
-
-    @staticmethod
-    def _exploration_picks(
-        ready: Sequence[Candidate], features: np.ndarray, taken: set[int], rng: random.Random
-    ) -> dict[str, int]:
-        """What each exploration arm would pick among the candidates not in the list yet."""
-        left = [i for i in range(len(ready)) if i not in taken]
-        if not left:
-            return {}
-
-        def best(values: Sequence[float]) -> int:
-            return max(left, key=lambda i: (values[i], ready[i].course_id))
-
-        picks = {"similar": best(features[:, COLUMN["similarity"]].tolist()), "random": rng.choice(left)}
-        for arm, feature in (("collaborative", "collaborative"), ("popular", "popularity"), ("fresh", "freshness")):
-            values = features[:, COLUMN[feature]].tolist()
-            if any(values[i] > 0 for i in left):
-                picks[arm] = best(values)
-        return picks
-
-    def _reasons(
-        self,
-        profile: LearnerProfile,
-        candidate: Candidate,
-        x: Mapping[str, float],
-        weights: Mapping[str, float],
-        arm: str | None,
-    ) -> list[dict[str, Any]]:
-        """Why, strongest contribution to the score first; an exploring item says so first."""
-        last = profile.recent[-1] if profile.recent else None
-        prerequisites = list(candidate.payload.get("prerequisites") or ())
-        found: list[tuple[float, dict[str, Any]]] = []
-
-        def add(feature: str, reason: dict[str, Any]) -> None:
-            share = f"{feature}_share"
-            found.append((weights.get(feature, 0.0) * x[feature] + weights.get(share, 0.0) * x.get(share, 0.0), reason))
-
-        if x["similarity"] > 0:
-            add("similarity", {"code": "interest_similarity", "value": round(x["similarity"], 4),
-                               "text": f"Close to what you engaged with recently (cosine {x['similarity']:.2f})"})
-        if x["collaborative"] >= 0.01:
-            add("collaborative", {"code": "taken_next_by_others", "course_id": last, "value": round(x["collaborative"], 4),
-                                  "text": f"Learners who took what you took recently went on to it "
-                                          f"({x['collaborative']:.0%})"})
-        if x["popularity"] > 0:
-            takers = math.expm1(x["popularity"])
-            add("popularity", {"code": "popular_now", "value": round(takers, 2),
-                               "text": f"Taken up lately by about {takers:.0f} learners"})
-        if x["in_use"] > 0:
-            uses = math.expm1(x["in_use"])
-            add("in_use", {"code": "in_use_now", "value": round(uses, 2),
-                           "text": f"In use by your cohort: about {uses:.0f} visits lately"})
-        if x["factors"] > 0:
-            add("factors", {"code": "used_by_learners_like_you", "value": round(x["factors"], 4),
-                            "text": "Learners whose history is like yours use it"})
-        if x["newly_used"] >= 0.5:
-            add("newly_used", {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"})
-        if x["unlocks"]:
-            add("unlocks", {"code": "unlocked_by", "course_id": last, "text": f"Builds on {last}, which you just took"})
-        elif prerequisites:
-            add("prerequisites_met", {"code": "prerequisites_met", "course_id": prerequisites[0],
-                                      "text": f"You have taken what it builds on: {', '.join(prerequisites[:3])}"})
-        fit, mastery = level_fit(profile.knowledge, candidate.payload)
-        if mastery is not None and fit >= 0.5:
-            add("level_fit", {"code": "matches_level", "value": round(mastery, 3),
-                              "text": f"{candidate.payload['level'].capitalize()}: just above your mastery "
-                                      f"({mastery:.2f}) of what it teaches"})
-        if x["freshness"] >= 0.5:
-            add("freshness", {"code": "new_course", "text": "Recently added to the catalogue"})
-        reasons = [reason for _, reason in sorted(found, key=lambda item: -item[0])]
-        if arm is not None:
-            reasons.insert(0, {"code": "exploration", "text": f"Something different to try (exploring: {arm})"})
-        return reasons
+            rows.append(catalogue.put(c.course_id, c.vector, c.payload))
+            similarity.append(c.similarity)
+        listed = shortlist(catalogue, profile, np.array(rows, dtype=np.int64), np.array(similarity, dtype=np.float64),
+                           time=time, policy=policy, seed=seed)
+        [items] = self.rank(catalogue, [listed], k)
+        return _ITEMS.validate_python(items)

@@ -93,13 +93,13 @@ class Reranker(base.Classifier):
         """The ranking score: the probability of a take-up (ranking needs the number, not the class)."""
         return self.predict_proba_one(x)[True]
 
-    def predict_matrix(self, features: np.ndarray, names: Sequence[str]) -> list[float]:
+    def predict_matrix(self, features: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """:meth:`predict_one` of every row of ``features``, whose columns are the features ``names``,
         in one matrix product: the weights are read once, not once a row (ranking scores a whole
         candidate list).
 
         >>> reranker = Reranker(prior={"similarity": 2.0, "popularity": 1.0}, intercept=-1.0)
-        >>> reranker.predict_matrix(np.array([[0.5, 1.0]]), ["similarity", "popularity"]) == [
+        >>> reranker.predict_matrix(np.array([[0.5, 1.0]]), ["similarity", "popularity"]).tolist() == [
         ...     reranker.predict_one({"similarity": 0.5, "popularity": 1.0})]
         True
         """
@@ -108,7 +108,7 @@ class Reranker(base.Classifier):
         # river's sigmoid, clamped as river clamps it
         with np.errstate(over="ignore"):
             probabilities = np.where(logits < -30, 0.0, np.where(logits > 30, 1.0, 1.0 / (1.0 + np.exp(-logits))))
-        return probabilities.tolist()
+        return probabilities
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
         """Learn that a candidate with features ``x`` was (``y``) or was not taken up."""

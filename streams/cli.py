@@ -37,7 +37,7 @@ def worker(loglevel: str = "info") -> None:
     """Run a stream worker (Faust) against the configured Kafka cluster."""
     import faust
 
-    from streams.app import app, settings
+    from streams.worker import app, settings
     from streams.topics import ensure_topics
 
     ensure_topics(settings)

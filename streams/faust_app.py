@@ -1,6 +1,6 @@
 """The Faust app every worker of ours runs on, configured from :class:`~streams.settings.Settings`.
 
-The recommender's worker (``streams.app``) and the benchmark's Faust floor (``streams.floor``)
+The recommender's worker (``streams.worker``) and the benchmark's Faust floor (``streams.floor``)
 share it, so the floor measures the very framework set-up the worker pays for.
 """
 

@@ -25,8 +25,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from online.events import CourseContent
-from online.profile import LearnerProfile
-from online.recommender import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +89,14 @@ def course_point(
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    """One source of candidates: the ``limit`` courses nearest the query whose payload has every
-    ``match`` value, and, if ``ids`` is given, only among those courses."""
+class Search:
+    """One nearest-neighbour search: the ``limit`` courses nearest ``vector`` whose payload has
+    every ``match`` value, never the courses in ``exclude``."""
 
+    vector: np.ndarray
     limit: int
     match: Mapping[str, str] = field(default_factory=dict)
-    ids: Collection[str] | None = None
-
-
-def _candidates(results: Sequence[Sequence[tuple[Mapping[str, Any], float]]], ranked: bool) -> list[Candidate]:
-    """The hits of each source's query, as (payload, score), in source order, each course once. A
-    ``ranked`` query's score is the cosine to its vector (Qdrant normalises cosine vectors)."""
-    seen: set[str] = set()
-    candidates = []
-    for hits in results:
-        for payload, score in hits:
-            course_id = payload["course_id"]
-            if course_id in seen:
-                continue
-            seen.add(course_id)
-            candidates.append(Candidate(course_id, float(score) if ranked else 0.0, payload))
-    return candidates
+    exclude: Collection[str] = ()
 
 
 class StoreUnavailable(RuntimeError):
@@ -141,14 +125,10 @@ class VectorStore(Protocol):
 
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
-    def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
-    ) -> list[Candidate]:
-        """Candidates of all ``sources`` in one batch of queries, one a source, in source order
-        with each course once; never ``exclude`` ids. Each candidate's similarity is its cosine to
-        ``vector`` (Qdrant's score; 0 without a vector: the sources then only filter). They carry
-        no vectors: moving them out of the engine costs several times the search (see
-        :meth:`points`)."""
+    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
+        """The hits of every search, in one batch of queries: (course id, cosine to the search's
+        vector; Qdrant normalises cosine vectors), nearest first. They carry no vectors or
+        payloads: moving them out of the engine costs several times the search (see :meth:`points`)."""
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
@@ -252,28 +232,24 @@ class EdgeVectorStore:
         if self._shard is not None:
             self._shard.optimize()
 
-    def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
-    ) -> list[Candidate]:
-        if self._shard is None or not sources:
-            return []
+    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
+        if self._shard is None or not searches:
+            return [[] for _ in searches]
         q = self._q
-        nearest = q.Query.Nearest(vector.astype(np.float32).tolist(), using=using) if vector is not None else None
-        must_not = [q.HasIdCondition({edge_point_id(c) for c in exclude})] if exclude else None
 
-        def request(source: Source) -> Any:
-            must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in source.match.items()]
-            if source.ids is not None:
-                must.append(q.HasIdCondition({edge_point_id(c) for c in source.ids}))
-            return q.QueryRequest(limit=source.limit, query=nearest, filter=q.Filter(must=must or None, must_not=must_not),
-                                  with_payload=False)
+        def request(search: Search) -> Any:
+            must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in search.match.items()]
+            must_not = [q.HasIdCondition({edge_point_id(c) for c in search.exclude})] if search.exclude else None
+            return q.QueryRequest(limit=search.limit, query=q.Query.Nearest(search.vector.astype(np.float32).tolist(), using=using),
+                                  filter=q.Filter(must=must or None, must_not=must_not), with_payload=False)
 
-        results = self._shard.query_batch(q.QueryBatchRequest([request(source) for source in sources]))
+        results = self._shard.query_batch(q.QueryBatchRequest([request(search) for search in searches]))
         # not ``set - self._payloads.keys()``: that walks every cached payload (3 ms at 100k courses)
         unknown = {hit.id for hits in results for hit in hits if hit.id not in self._payloads}
         if unknown:
             self._payloads.update((r.id, r.payload) for r in self._shard.retrieve(list(unknown), True, False))
-        return _candidates([[(self._payloads[hit.id], hit.score) for hit in hits] for hits in results], nearest is not None)
+        payloads = self._payloads
+        return [[(payloads[hit.id]["course_id"], hit.score) for hit in hits] for hits in results]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -343,27 +319,19 @@ class QdrantClientVectorStore:
             ],
         )
 
-    def query(
-        self, vector: np.ndarray | None, using: str, sources: Sequence[Source], exclude: Collection[str] = ()
-    ) -> list[Candidate]:
-        if not sources or not self._has_collection():
-            return []
+    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
+        if not searches or not self._has_collection():
+            return [[] for _ in searches]
         m = self._models
-        nearest = vector.astype(np.float32).tolist() if vector is not None else None
-        must_not = [m.HasIdCondition(has_id=[point_id(c) for c in exclude])] if exclude else None
 
-        def request(source: Source) -> Any:
-            must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in source.match.items()]
-            if source.ids is not None:
-                must.append(m.HasIdCondition(has_id=[point_id(c) for c in source.ids]))
-            return m.QueryRequest(
-                query=nearest, using=using if nearest else None, limit=source.limit,
-                filter=m.Filter(must=must or None, must_not=must_not),
-                with_payload=True,
-            )
+        def request(search: Search) -> Any:
+            must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in search.match.items()]
+            must_not = [m.HasIdCondition(has_id=[point_id(c) for c in search.exclude])] if search.exclude else None
+            return m.QueryRequest(query=search.vector.astype(np.float32).tolist(), using=using, limit=search.limit,
+                                  filter=m.Filter(must=must or None, must_not=must_not), with_payload=["course_id"])
 
-        responses = self._client.query_batch_points(self._collection, [request(source) for source in sources])
-        return _candidates([[(hit.payload, hit.score) for hit in r.points] for r in responses], nearest is not None)
+        responses = self._client.query_batch_points(self._collection, [request(search) for search in searches])
+        return [[(hit.payload["course_id"], hit.score) for hit in r.points] for r in responses]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
@@ -392,40 +360,3 @@ class QdrantClientVectorStore:
 
     def close(self) -> None:
         self._client.close()
-
-
-#: Candidates fetched per item wanted: room for the ranking to drop and to choose.
-POOL = 4
-#: Candidates fetched beyond that to make up for taken courses the ranking drops.
-MAX_OVERFETCH = 500
-
-
-def candidates_for(
-    store: VectorStore,
-    profile: LearnerProfile,
-    using: str,
-    limit: int,
-    model_version: str | None = None,
-    ids: Sequence[str] = (),
-) -> list[Candidate]:
-    """A learner's candidates in one query: the courses nearest their interest, those their last
-    course unlocks, and ``ids`` (what others took next, what is popular: see
-    ``online.recommender.Recommender.candidate_ids``).
-
-    The nearest come ``POOL * limit`` more than the courses the learner took: the most recent
-    are excluded by the query, older ones (known only to the profile's Bloom filter) by the
-    ranking, which also drops courses the learner is not ready for. Only vectors of
-    ``model_version`` answer, when it is given, and only courses in the learner's language,
-    once it is known.
-    """
-    match = {"model_version": model_version} if model_version else {}
-    if profile.language:
-        match["language"] = profile.language
-    sources = []
-    if profile.interest is not None:
-        sources.append(Source(POOL * limit + min(profile.taken_count, MAX_OVERFETCH), match))
-    if profile.recent:
-        sources.append(Source(limit, {**match, "prerequisites": profile.recent[-1]}))
-    if ids:
-        sources.append(Source(len(ids), match, ids=ids))
-    return store.query(profile.interest, using, sources, exclude=profile.recent)

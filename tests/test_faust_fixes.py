@@ -35,7 +35,7 @@ def test_recovery_completion_runs_with_the_consumer_flow_stopped(monkeypatch) ->
 
 
 def test_the_worker_app_applies_the_fix() -> None:
-    import streams.app  # noqa: F401  (applies the fix on import)
+    import streams.worker  # noqa: F401  (applies the fix on import)
 
     assert Recovery.on_recovery_completed is faust_fixes._on_recovery_completed_with_flow_stopped
 

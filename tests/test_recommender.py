@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from online.events import ClickEvent, QuizEvent
+from online.events import ClickEvent, QuizEvent, RecommendedItem
 from online.factorization import CourseFactors
 from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import (
@@ -20,6 +20,7 @@ from online.recommender import (
     PRIOR_INTERCEPT,
     Candidate,
     Recommender,
+    Shown,
 )
 from online.reranker import Reranker
 
@@ -52,7 +53,7 @@ def test_the_reranker_learns_what_learners_take_up_after_a_recommendation() -> N
         recommender.learn_one(profile, click(user, "c0", 0), *catalogue["c0"])
         time = (START + timedelta(days=1)).timestamp()
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=5, time=time, seed=user)
-        recommender.learn_one(profile, click(user, "favourite", 1), *catalogue["favourite"], shown=shown)
+        recommender.learn_one(profile, click(user, "favourite", 1), *catalogue["favourite"], shown=Shown.of([i.model_dump() for i in shown]))
     after = recommender.reranker.weights()
     assert recommender.reranker.updates >= 60 * 2 + 60 * 4  # a positive per take-up, negatives: the list left
     assert after["similarity"] < before["similarity"]
@@ -112,7 +113,8 @@ def test_a_share_of_slots_explores_repeatably_and_the_bandit_learns() -> None:
     again = recommender.recommend(profile, candidates(profile, catalogue), k=10, seed="event-1")
     assert [i.model_dump() for i in again] == [i.model_dump() for i in items]  # a replay explores the same way
     assert not any(i.explore for i in Recommender(explore_share=0.0).recommend(profile, candidates(profile, catalogue), 10))
-    recommender.learn_one(profile, click("u", explored[0].course_id, 1), *catalogue[explored[0].course_id], shown=items)
+    recommender.learn_one(profile, click("u", explored[0].course_id, 1), *catalogue[explored[0].course_id],
+                         shown=Shown.of([i.model_dump() for i in items]))
     assert recommender.explorer.table[explored[0].exploration_arm] == [2.0, 1.0]
 
 
@@ -145,9 +147,9 @@ def test_state_fits_json_tables_and_recovers() -> None:
     recommender = Recommender.over(lambda name: tables.setdefault(name, {}), explore_share=0.1, learning_rate=0.005)
     catalogue = {f"c{i}": (unit(1.0, i / 5), {"part_of": "m", "level": "beginner"}) for i in range(10)}
     profile = LearnerProfile()
-    shown: list = []
+    shown: list[RecommendedItem] = []
     for day in range(6):
-        recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=shown)
+        recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=Shown.of([i.model_dump() for i in shown]))
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=3, seed=str(day))
     assert set(tables) == {"popularity", "usage", "transitions", "factors", "reranker", "explorer", "difficulty"}
     restored = {name: json.loads(json.dumps(table)) for name, table in tables.items()}

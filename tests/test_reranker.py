@@ -31,11 +31,11 @@ def test_predict_matrix_is_predict_one_of_each_row(rows, learned) -> None:
 
 
 def test_predict_matrix_of_nothing_is_empty() -> None:
-    assert Reranker(PRIOR, PRIOR_INTERCEPT).predict_matrix(np.zeros((0, len(FEATURES))), FEATURES) == []
+    assert Reranker(PRIOR, PRIOR_INTERCEPT).predict_matrix(np.zeros((0, len(FEATURES))), FEATURES).tolist() == []
 
 
 def test_predict_matrix_clamps_as_river_does() -> None:
     reranker = Reranker({"similarity": 100.0}, 0.0)
     rows = [{"similarity": 1.0}, {"similarity": -1.0}]
-    assert reranker.predict_matrix(np.array([[1.0], [-1.0]]), ["similarity"]) == [
+    assert reranker.predict_matrix(np.array([[1.0], [-1.0]]), ["similarity"]).tolist() == [
         reranker.predict_one(x) for x in rows] == [1.0, 0.0]

@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
+from online.candidates import shortlist
+from online.catalogue import Catalogue
+from online.events import ClickEvent, QuizEvent, VideoEvent
 from online.profile import LearnerProfile
-from online.recommender import RERANKED, Candidate, Recommender
+from online.recommender import NOTHING_SHOWN, RERANKED, Recommender, Shown
 
 
 def step_id(user_id: str, now: datetime) -> str:
@@ -71,12 +73,15 @@ class RecommenderPolicy:
         policy: str = RERANKED,
         explore_share: float = 0.0,
     ) -> None:
-        self.catalogue = dict(catalogue or {})
+        self.payloads = dict(catalogue or {})
         self.vectors = dict(vectors or {})
         self.policy = policy
+        self.catalogue = Catalogue()
+        self.catalogue.put_many((course_id, self.vectors.get(course_id), payload)
+                                for course_id, payload in self.payloads.items())
         self.recommender = Recommender(explore_share=explore_share)
         self.profiles: dict[str, bytes] = {}
-        self.shown: dict[str, list[RecommendedItem]] = {}
+        self.shown: dict[str, Shown] = {}
 
     def _profile(self, user_id: str) -> LearnerProfile:
         stored = self.profiles.get(user_id)
@@ -88,20 +93,19 @@ class RecommenderPolicy:
             profile,
             event,
             self.vectors.get(event.course_id),
-            self.catalogue.get(event.course_id, {}),
-            shown=self.shown.pop(event.user_id, ()),
+            self.payloads.get(event.course_id, {}),
+            shown=self.shown.pop(event.user_id, NOTHING_SHOWN),
         )
         self.profiles[event.user_id] = profile.to_bytes()
 
     def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
         profile = self._profile(user_id)
-        offered = []
+        catalogue = self.catalogue
         for course_id in candidates:
-            vector = self.vectors.get(course_id)
-            similarity = profile.similarity(vector) if vector is not None else 0.0
-            offered.append(Candidate(course_id, similarity, self.catalogue.get(course_id, {}), vector))
-        items = self.recommender.recommend(
-            profile, offered, k, self.policy, now.timestamp(), seed=step_id(user_id, now)
-        )
-        self.shown[user_id] = items
-        return [item.course_id for item in items]
+            if course_id not in catalogue:  # a course the catalogue does not describe: no payload, no vector
+                catalogue.put(course_id, None, {})
+        listed = shortlist(catalogue, profile, catalogue.rows(candidates), time=now.timestamp(), policy=self.policy,
+                           seed=step_id(user_id, now))
+        [items] = self.recommender.rank(catalogue, [listed], k)
+        self.shown[user_id] = Shown.of(items)
+        return [item["course_id"] for item in items]

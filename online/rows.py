@@ -1,0 +1,64 @@
+"""Rows of a model's table held as one array, for reads of many courses at once.
+
+A model keeps its state in a mapping the caller provides (a stream processor's table); ranking
+reads the rows of a whole candidate list at a time. :class:`RowCache` reads each row from the
+mapping once, keeps it as a row of one array, and answers a list of keys with one fancy index.
+The model writes through it (:meth:`RowCache.set`) whenever it writes the mapping, so the cache
+stays true to the mapping as long as nothing else writes that mapping.
+
+>>> table = {"a": [1.0, 2.0]}
+>>> cache = RowCache(2, lambda key: table.get(key) or (0.0, 0.0))
+>>> cache.get_many(["a", "b", "a"]).tolist()
+[[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]]
+>>> cache.set("b", [3.0, 4.0])
+>>> cache.get_many(["b"]).tolist()
+[[3.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+class RowCache:
+    """Fixed-width float rows by key, read through ``load`` once each."""
+
+    def __init__(self, width: int, load: Callable[[str], Sequence[float]]) -> None:
+        self._load = load
+        self._slots: dict[str, int] = {}
+        self._values = np.zeros((64, width))
+
+    def _slot(self, key: str) -> int:
+        slot = len(self._slots)
+        if slot == len(self._values):
+            self._values = np.concatenate([self._values, np.zeros_like(self._values)])
+        self._slots[key] = slot
+        return slot
+
+    def get_many(self, keys: Sequence[str]) -> np.ndarray:
+        """The rows of ``keys``, a row each (a copy)."""
+        slots = self._slots
+        found = [slots.get(key, -1) for key in keys]
+        if -1 in found:
+            for key in dict.fromkeys(key for key, slot in zip(keys, found) if slot == -1):
+                slot = self._slot(key)  # first: it may grow the array
+                self._values[slot] = self._load(key)
+            found = [slots[key] for key in keys]
+        return self._values[found]
+
+    def get(self, key: str) -> np.ndarray:
+        """The row of one key (a copy)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slot(key)
+            self._values[slot] = self._load(key)
+        return self._values[slot].copy()
+
+    def set(self, key: str, values: Sequence[float] | np.ndarray) -> None:
+        """Record what the model just wrote to its mapping."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slot(key)
+        self._values[slot] = values

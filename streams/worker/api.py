@@ -1,0 +1,112 @@
+"""The read API's view of the worker (``streams.web``): learner rows not written yet first,
+profile summaries, learning paths, and cold-start lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.contrib.asgi import serve_asgi
+
+from online.difficulty import sigmoid
+from online.events import utcnow
+from online.policies import assign
+from online.popularity import DecayedPopularity
+from online.profile import LearnerProfile
+from online.recommender import Recommender
+from streams.vectorstore import Search
+from streams.web import create_api
+from streams.worker.app import app, latest_recommendations, learned, profiles, settings
+from streams.worker.course_index import course_index
+from streams.worker.learn import Wanted
+from streams.worker.learners import unwritten
+from streams.worker.ranking import rank
+
+
+class ReadThrough:
+    """A learner table as the read API sees it: a row not written yet first, as the agent reads it."""
+
+    def __init__(self, table: faust.types.TableT, unwritten_row: Callable[[bytes], bytes | None]) -> None:
+        self.name = table.name
+        self._table = table
+        self._unwritten_row = unwritten_row
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._unwritten_row(key)
+        return row if row is not None else self._table.get(key)
+
+
+async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, Any]:
+    """A readable summary of a learner: activity, recent courses, what their interest is near."""
+    near: list[dict[str, Any]] = []
+    if profile.interest is not None:
+        [hits] = await course_index.search([Search(profile.interest, 5 + len(profile.recent))])
+        catalogue = course_index.catalogue
+        for row, similarity in hits.tolist():
+            course_id = catalogue.course_ids[int(row)] if row >= 0 else None
+            if course_id is not None and not profile.has_taken(course_id) and len(near) < 5:
+                near.append({"course_id": course_id, "title": catalogue.payloads[int(row)].get("title"),
+                             "similarity": round(similarity, 3)})
+    knowledge = profile.knowledge
+    return {
+        "user_id": user_id,
+        "events": profile.events,
+        "courses_taken": profile.taken_count,
+        "recent_courses": profile.recent[::-1],
+        "interests": near,
+        "mastery": {
+            "overall": round(sigmoid(knowledge.ability), 3),
+            "answers": knowledge.answers,
+            "by_skill": {skill: round(knowledge.mastery(skill), 3) for skill in reversed(knowledge.skills)},
+        },
+        "model_version": profile.vector_version,
+    }
+
+
+class _Taken:
+    """A profile's taken courses as the container a prerequisite graph asks ``in`` of."""
+
+    def __init__(self, profile: LearnerProfile) -> None:
+        self.profile = profile
+
+    def __contains__(self, course_id: object) -> bool:
+        return isinstance(course_id, str) and self.profile.has_taken(course_id)
+
+
+async def learning_path(profile: LearnerProfile, goal: str) -> list[dict[str, Any]]:
+    """The courses the learner still has to take to reach ``goal``, in order, with titles."""
+    graph = await course_index.prerequisite_graph()
+    return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, _Taken(profile))]
+
+
+async def cold_start(user_id: str, context: str) -> dict[str, Any]:
+    """Before a learner's first event: what learners take up in ``context``, as this worker has
+    seen it (the most recently active of its partitions' lists for that context).
+
+    The lists are found by a scan of the local ``learned`` rows: outside a stream event, a
+    keyed read of Faust's RocksDB store was seen to miss rows that the scan finds.
+    """
+    suffix = f":popularity:t:{context}"
+    lists = [top for key, top in learned.items() if key.endswith(suffix)]
+    top = max(lists, key=lambda entries: max(then for _, _, then in entries), default=[])
+    state = {f"t:{context}": top, **{f"c:{course_id}": [score, then, then] for course_id, score, then in top}}
+    engine = Recommender(popularity=DecayedPopularity(table=state), explore_share=settings.explore_share)
+    profile, policy = LearnerProfile(context=context), assign(user_id, settings.policies)
+    now = engine.popularity.latest(context) or time.time()  # event time: a replayed history is not old news
+    [items] = await rank([Wanted(engine, profile, policy, now, user_id)])
+    return {
+        "user_id": user_id,
+        "generated_at": utcnow().isoformat(),
+        "cold_start": True,
+        "items": items,
+        "policy": policy,
+        "model_version": course_index.model_version or "none",
+    }
+
+
+if settings.web_enabled:
+    serve_asgi(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
+                               ReadThrough(latest_recommendations, unwritten.latest_row),
+                               describe_profile, learning_path, cold_start))

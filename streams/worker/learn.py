@@ -1,0 +1,98 @@
+"""Step 2, learn: a learner event updates the learner's profile and their partition's shared
+models, and asks for a fresh list.
+
+The list an event is taken to answer (what the bandit and the re-ranker learn from) is the
+learner's last one published before it, kept compact in memory (:class:`LastList`); after a
+restart, it is read back from the latest-recommendations table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from faust.types import EventT
+
+from online.policies import assign
+from online.profile import LearnerProfile
+from online.recommender import NOTHING_SHOWN, LearnerEvent, Recommender, Shown
+from streams.worker.app import latest_recommendations, profiles, settings
+from streams.worker.course_index import course_index
+from streams.worker.partitions import recommender
+
+
+@dataclass(frozen=True, slots=True)
+class LastList:
+    """A learner's last published list as learning reads it: the offset of the message it
+    answered (in the learner's partition; None: not from a stream) and what it showed."""
+
+    offset: int | None
+    shown: Shown
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LastList:
+        """From a published recommendation (the latest-recommendations table's row)."""
+        published = orjson.loads(raw)
+        return cls(published["trigger"].get("offset"), Shown.of(published["items"]))
+
+    def unspent(self, profile: LearnerProfile) -> Shown:
+        """What it showed, if none of the learner's events was learned since: the re-ranker learns
+        from a list once. A list that answered a message before the last event the profile applied
+        is spent."""
+        if self.offset is not None and self.offset < profile.applied_offset:
+            return NOTHING_SHOWN
+        return self.shown
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A learner's fresh list to rank: by their partition's engine and their policy, at an event time."""
+
+    engine: Recommender
+    profile: LearnerProfile
+    policy: str
+    time: float
+    seed: str
+    event: EventT | None = None  # the stream event it answers: its partition's tables hold the engine's state
+
+
+async def load_profile(user: bytes) -> LearnerProfile:
+    """A learner's profile (a new one for a newcomer), its interest in the current model's space."""
+    stored = profiles.get(user)
+    profile = LearnerProfile.from_bytes(stored) if stored else LearnerProfile(half_life_days=settings.interest_half_life_days)
+    if course_index.model_version and profile.vector_version != course_index.model_version:
+        await course_index.ensure(profile.recent)
+        rows = [course_index.row(c) for c in profile.recent]
+        vectors = [v for row in rows if row is not None and (v := course_index.vector(row)) is not None]
+        profile.rebase(vectors, course_index.model_version)
+    return profile
+
+
+def last_list(user: bytes, unwritten: LastList | None) -> LastList | None:
+    """The learner's last list: the one not written yet, else the table's."""
+    if unwritten is not None:
+        return unwritten
+    raw = latest_recommendations.get(user)
+    return LastList.from_json(raw) if raw else None
+
+
+def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten: LastList | None) -> Wanted:
+    """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
+    ``unwritten`` is the learner's last list if it is not written yet."""
+    message = event.message
+    shown = NOTHING_SHOWN
+    if not profile.has_taken(value.course_id):  # only a first use learns from the last list: else spare reading it
+        last = last_list(message.key, unwritten)
+        shown = NOTHING_SHOWN if last is None else last.unspent(profile)
+    row = course_index.row(value.course_id)
+    engine = recommender(message.partition)
+    engine.learn_one(
+        profile,
+        value,
+        course_index.vector(row) if row is not None else None,
+        course_index.catalogue.payloads[row] if row is not None else {},
+        offset=message.offset,
+        shown=shown,
+    )
+    policy = assign(value.user_id, settings.policies)
+    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event)
