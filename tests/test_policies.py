@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime, timezone
 from itertools import combinations
 
@@ -16,7 +15,8 @@ from online.policies import assign
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.recommender import DIVERSE, POLICIES, RERANKED, Recommender
-from streams.vectorstore import CoursePoint, EdgeVectorStore, candidates_for
+from streams.vectorstore import CoursePoint, EdgeVectorStore
+from tests.store_candidates import store_candidates
 
 
 def test_assignment_is_stable_and_balanced() -> None:
@@ -45,8 +45,7 @@ def test_diverse_policy_is_less_redundant_and_keeps_the_rules(shared_data, tmp_p
             event = ClickEvent(event_id=f"{goal}-{day}", user_id="u", course_id=course, action="complete",
                                event_time=datetime(2024, 1, 1 + day, tzinfo=timezone.utc))
             profile.learn_one(event, vectors[course], offset=day)
-        # the diverse policy compares the candidates' vectors (the worker attaches them from its cache)
-        candidates = [replace(c, vector=vectors[c.course_id]) for c in candidates_for(store, profile, "text", 10)]
+        candidates = store_candidates(store, profile, 10)
         recommender = Recommender(explore_share=0.0)
         for policy in (RERANKED, DIVERSE):
             items = recommender.recommend(profile, candidates, 10, policy)

@@ -13,7 +13,8 @@ from online.events import ClickEvent
 from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.recommender import Recommender
-from streams.vectorstore import CoursePoint, EdgeVectorStore, candidates_for
+from streams.vectorstore import CoursePoint, EdgeVectorStore
+from tests.store_candidates import store_candidates
 
 pytestmark = pytest.mark.model
 
@@ -54,7 +55,7 @@ def test_completing_a_course_offers_what_it_unlocks_and_nothing_unready(graph, s
     for goal in goals:
         completed_path = graph.learning_path(goal)  # all it needs, then the goal itself
         profile = learner_who_completed(completed_path, vectors)
-        items = Recommender().recommend(profile, candidates_for(opened, profile, "text", 10), k=10, seed=goal)
+        items = Recommender().recommend(profile, store_candidates(opened, profile, 10), k=10, seed=goal)
         done = set(completed_path)
         for item in items:
             assert not graph.unmet(item.course_id, done), f"{item.course_id} recommended before its prerequisites"

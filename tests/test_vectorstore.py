@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 from encoders.text import TextEncoder
-from online.profile import LearnerProfile
 from online.sources import oulad_catalogue
 from streams.demo import SAMPLE
 from streams.vectorstore import (
     CoursePoint,
     EdgeVectorStore,
     QdrantClientVectorStore,
-    Source,
+    Search,
     VectorStore,
-    candidates_for,
     point_id,
 )
 
@@ -50,21 +48,20 @@ def exact_top(points: list[CoursePoint], query: np.ndarray, k: int, keep=lambda 
 
 
 def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint]) -> None:
-    assert store.query(points[0].vectors["text"], "text", [Source(5)]) == []  # nothing stored yet: no error
+    assert store.search([Search(points[0].vectors["text"], 5)], "text") == [[]]  # nothing stored yet: no error
     store.ensure_collection({"text": 384})
     store.upsert(points)
     assert store.count() == len(points)
 
     query = points[7].vectors["text"]
-    hits = store.query(query, "text", [Source(10)])
-    assert [h.course_id for h in hits] == exact_top(points, query, 10)
-    assert hits[0].course_id == points[7].course_id and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+    [hits] = store.search([Search(query, 10)], "text")
+    assert [c for c, _ in hits] == exact_top(points, query, 10)
+    assert hits[0][0] == points[7].course_id and hits[0][1] == pytest.approx(1.0, abs=1e-4)
 
-    excluded = [h.course_id for h in hits[:3]]
-    hits = store.query(query, "text", [Source(10, {"language": "en"})], exclude=excluded)
+    excluded = [c for c, _ in hits[:3]]
+    [hits] = store.search([Search(query, 10, {"language": "en"}, exclude=excluded)], "text")
     expected = exact_top(points, query, 10, lambda p: p.course_id not in excluded and p.payload["language"] == "en")
-    assert [h.course_id for h in hits] == expected
-    assert all(h.payload["language"] == "en" for h in hits)
+    assert [c for c, _ in hits] == expected
 
     found = store.points([points[1].course_id, "no-such-course"], "text")
     assert list(found) == [points[1].course_id]
@@ -73,34 +70,19 @@ def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint
     assert sorted(p["course_id"] for p in store.payloads()) == sorted(p.course_id for p in points)
 
 
-def test_sources_come_back_as_one_list(store: VectorStore, points: list[CoursePoint]) -> None:
-    """Nearest, filtered and by-id sources come back as one list, each course once, with its
-    cosine to the query (and no vector); without a query vector the sources only filter."""
+def test_searches_come_back_one_list_each(store: VectorStore, points: list[CoursePoint]) -> None:
+    """A batch of searches answers each in order, with each hit's cosine to its query."""
     store.ensure_collection({"text": 384})
     store.upsert(points)
-    query = points[7].vectors["text"]
-    wanted = [points[100].course_id, points[101].course_id]
-    french = Source(3, {"language": "fr"})
-    hits = store.query(query, "text", [Source(5), french, Source(2, ids=wanted)])
-    ids = [h.course_id for h in hits]
-    assert len(ids) == len(set(ids))
-    assert set(exact_top(points, query, 5)) | set(wanted) <= set(ids)
-    assert set(exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")) <= set(ids)
+    query, other = points[7].vectors["text"], points[40].vectors["text"]
+    nearest, french, near_other = store.search([Search(query, 5), Search(query, 3, {"language": "fr"}),
+                                                Search(other, 2)], "text")
+    assert [c for c, _ in nearest] == exact_top(points, query, 5)
+    assert [c for c, _ in french] == exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")
+    assert [c for c, _ in near_other] == exact_top(points, other, 2)
     vectors = {p.course_id: p.vectors["text"] for p in points}
-    for hit in hits:
-        assert hit.similarity == pytest.approx(float(vectors[hit.course_id] @ query), abs=1e-4)
-        assert hit.vector is None
-    cold = store.query(None, "text", [Source(2, ids=wanted)])
-    assert sorted(h.course_id for h in cold) == sorted(wanted) and all(h.similarity == 0.0 for h in cold)
-
-
-def test_candidates_are_in_the_learners_language(store: VectorStore, points: list[CoursePoint]) -> None:
-    store.ensure_collection({"text": 384})
-    store.upsert(points)
-    profile = LearnerProfile(interest=points[4].vectors["text"], recent=[points[4].course_id], language="fr")
-    found = candidates_for(store, profile, "text", 10, ids=[points[1].course_id, points[3].course_id])
-    assert found and all(c.payload["language"] == "fr" for c in found)
-    assert points[1].course_id not in {c.course_id for c in found}  # "en": even when asked for by id
+    for course_id, score in nearest + french:
+        assert score == pytest.approx(float(vectors[course_id] @ query), abs=1e-4)
 
 
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
@@ -109,19 +91,20 @@ def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePo
     moved = CoursePoint(points[0].course_id, points[5].vectors, {"language": "de"})
     store.upsert([moved])
     assert store.count() == 10
-    assert store.query(points[5].vectors["text"], "text", [Source(1)], exclude=[points[5].course_id])[0].payload["language"] == "de"
+    [[(course_id, _)]] = store.search([Search(points[5].vectors["text"], 1, exclude=[points[5].course_id])], "text")
+    assert course_id == points[0].course_id and store.points([course_id], "text")[course_id].payload["language"] == "de"
 
 
 def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePoint]) -> None:
     store = EdgeVectorStore(tmp_path / "edge")
     store.ensure_collection({"text": 384})
     store.upsert(points)
-    before = [(h.course_id, h.payload) for h in store.query(points[3].vectors["text"], "text", [Source(5)])]
+    before = store.search([Search(points[3].vectors["text"], 5)], "text")
     store.close()
     reopened = EdgeVectorStore(tmp_path / "edge")  # knows no payload yet: reads those of its hits
     assert reopened.count() == len(points)
-    assert [(h.course_id, h.payload) for h in reopened.query(points[3].vectors["text"], "text", [Source(5)])] == before
-    assert before[0][1] == {**points[3].payload, "course_id": points[3].course_id}
+    assert reopened.search([Search(points[3].vectors["text"], 5)], "text") == before
+    assert before[0][0][0] == points[3].course_id
     reopened.close()
 
 
@@ -140,12 +123,11 @@ def test_an_edge_shard_with_uuid_point_ids_is_re_keyed_when_opened(tmp_path: Pat
     store = EdgeVectorStore(tmp_path / "edge")
     assert store.count() == len(points) and not (tmp_path / "edge.rekeyed").exists()
     query = points[3].vectors["text"]
-    hits = store.query(query, "text", [Source(5), Source(1, {"language": "fr"}), Source(1, ids=[points[9].course_id])],
-                       exclude=[points[3].course_id])
-    assert [h.course_id for h in hits][:4] == exact_top(points, query, 5)[1:]
+    [hits] = store.search([Search(query, 5, exclude=[points[3].course_id])], "text")
+    assert [c for c, _ in hits][:4] == exact_top(points, query, 5)[1:]
     by_id = {p.course_id: p for p in points}
-    assert points[9].course_id in {h.course_id for h in hits}
-    assert all(h.payload == {**by_id[h.course_id].payload, "course_id": h.course_id} for h in hits)
+    found = store.points([c for c, _ in hits], "text")
+    assert all(found[c].payload == {**by_id[c].payload, "course_id": c} for c, _ in hits)
     store.upsert(points[:1])  # a re-sent course overwrites its point rather than adding one
     assert store.count() == len(points)
     store.close()
