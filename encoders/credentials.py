@@ -79,9 +79,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def require_token_off_loopback(service: str, host: str, token: SecretStr | None, variable: str) -> None:
-    """Refuse to serve ``service`` on a non-loopback ``host`` without a token."""
-    if token is None and not is_loopback(host):
+def require_token_off_loopback(service: str, host: str, credential: object | None, variable: str) -> None:
+    """Refuse (SystemExit) to serve ``service`` on a non-loopback ``host`` without a ``credential``."""
+    if credential is None and not is_loopback(host):
         raise SystemExit(
             f"refusing to serve {service} on {host} without a token: set {variable} (or a file of that name in"
             f" ${SECRETS_DIR_VARIABLE}), or bind 127.0.0.1"

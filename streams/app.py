@@ -33,7 +33,6 @@ from typing import TypeVar
 
 import faust
 import mode
-from faust.contrib.asgi import serve_asgi
 from faust.types import EventT, Message
 from mode.utils.collections import LRUCache
 from pydantic import ValidationError
@@ -65,6 +64,7 @@ from online.prerequisites import PrerequisiteGraph
 from online.profile import LearnerProfile
 from online.recommender import DIVERSE, Candidate, LearnerEvent, Recommender
 from streams import metrics
+from streams.auth import Authenticator
 from streams.batches import Unwritten, caught_up, take_ready
 from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavailable
 from streams.faust_app import allow_batch_rows, create_app, raw_topic
@@ -81,7 +81,7 @@ from streams.vectorstore import (
     course_point,
     is_outage,
 )
-from streams.web import create_api
+from streams.web import create_api, serve_api
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -920,6 +920,6 @@ async def cold_start(user_id: str, context: str) -> dict[str, object]:
 
 
 if settings.web_enabled:
-    serve_asgi(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
-                               ReadThrough(latest_recommendations, unwritten.shown_row),
-                               describe_profile, learning_path, cold_start))
+    serve_api(app, create_api(app, Authenticator.from_settings(settings), ReadThrough(profiles, unwritten.profile_row),
+                              ReadThrough(latest_recommendations, unwritten.shown_row),
+                              describe_profile, learning_path, cold_start))
