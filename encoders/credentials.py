@@ -88,14 +88,19 @@ def require_token_off_loopback(service: str, host: str, credential: object | Non
         )
 
 
-def sources_with_secret_files(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    env_settings: PydanticBaseSettingsSource,
-    dotenv_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """Arguments, then environment, then ``.env``, then secret files: a file in
-    ``$COURSESTREAM_SECRETS_DIR`` named like a setting's variable (``COURSESTREAM_ENCODER_TOKEN``)
-    holds its value, as Docker and Kubernetes mount secrets."""
-    folder = os.environ.get(SECRETS_DIR_VARIABLE) or None
-    return init_settings, env_settings, dotenv_settings, SecretsSettingsSource(settings_cls, secrets_dir=folder)
+class SecretFileSettings(BaseSettings):
+    """Settings whose values come from arguments, then the environment, then ``.env``, then secret
+    files: a file in ``$COURSESTREAM_SECRETS_DIR`` named like a setting's variable
+    (``COURSESTREAM_ENCODER_TOKEN``) holds its value, as Docker and Kubernetes mount secrets."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        folder = os.environ.get(SECRETS_DIR_VARIABLE) or None
+        return init_settings, env_settings, dotenv_settings, SecretsSettingsSource(settings_cls, secrets_dir=folder)

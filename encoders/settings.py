@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from encoders.credentials import Token, sources_with_secret_files
+from encoders.credentials import SecretFileSettings, Token
 
 MiB = 1024 * 1024
 #: An allowed media host: a name, or ``*.`` and a domain (its subdomains), with an optional port.
 _HOST_ENTRY = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?")
 
 
-class EncoderSettings(BaseSettings):
+class EncoderSettings(SecretFileSettings):
     """Models, batching, limits and network settings of the encoder service."""
 
     model_config = SettingsConfigDict(env_prefix="COURSESTREAM_ENCODER_", extra="ignore")
@@ -105,17 +105,6 @@ class EncoderSettings(BaseSettings):
         0.8, ge=0, description="Weight of the text block in the fused vector (rescaled with image_weight)."
     )
     image_weight: float = Field(0.6, ge=0, description="Weight of the image block in the fused vector.")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return sources_with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings)
 
     @field_validator("media_hosts")
     @classmethod

@@ -14,26 +14,16 @@ from typing import Literal
 
 import faust
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from encoders.credentials import Secret, Token, sources_with_secret_files
+from encoders.credentials import Secret, SecretFileSettings, Token
 from encoders.settings import EncoderSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COURSESTREAM_", env_file=".env", extra="ignore")
+class Settings(SecretFileSettings):
+    """Every setting of the worker and the tools; secrets may be files (see ``encoders.credentials``)."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Secrets may also be files in ``$COURSESTREAM_SECRETS_DIR`` (see ``encoders.credentials``)."""
-        return sources_with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings)
+    model_config = SettingsConfigDict(env_prefix="COURSESTREAM_", env_file=".env", extra="ignore")
 
     app_id: str = Field("coursestream", description="Faust app id: the consumer group and table prefix.")
     data_dir: Path = Field(Path(".coursestream"), description="Local state: table stores, embedded Qdrant.")
