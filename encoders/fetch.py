@@ -126,12 +126,17 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError:
             raise FetchFailed() from None
-        addresses = [ipaddress.ip_address(info[4][0].partition("%")[0]) for info in found]
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].partition("%")[0]) for info in found))
         if not addresses or not all(self.policy.allows_address(address) for address in addresses):
             raise MediaNotAllowed("url not allowed: its host resolves to an address that is not public")
-        return await self.backend.connect_tcp(
-            str(addresses[0]), port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+        for address in addresses:  # each checked; the next if one does not answer
+            try:
+                return await self.backend.connect_tcp(
+                    str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue
+        raise FetchFailed()
 
     async def connect_unix_socket(self, *args: object, **kwargs: object) -> httpcore.AsyncNetworkStream:
         raise MediaNotAllowed("url not allowed: not a TCP address")

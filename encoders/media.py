@@ -30,6 +30,7 @@ import asyncio
 import io
 import os
 import stat
+import threading
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -74,21 +75,25 @@ class MediaRef(BaseModel):
 
 
 class Budget:
-    """What one request's media may still take: bytes read and pixels decoded."""
+    """What one request's media may still take: bytes read and pixels decoded. Its media decode
+    on several threads at once, so each spending is checked and taken under a lock."""
 
     def __init__(self, pixels: int, media_bytes: int) -> None:
         self.pixels_limit, self.bytes_limit = pixels, media_bytes
         self.pixels, self.media_bytes = pixels, media_bytes
+        self._lock = threading.Lock()
 
     def spend_pixels(self, pixels: int) -> None:
-        if pixels > self.pixels:
-            raise OverBudget(f"the request's media need more than its budget of {self.pixels_limit} decoded pixels")
-        self.pixels -= pixels
+        with self._lock:
+            if pixels > self.pixels:
+                raise OverBudget(f"the request's media need more than its budget of {self.pixels_limit} decoded pixels")
+            self.pixels -= pixels
 
     def spend_bytes(self, size: int) -> None:
-        if size > self.media_bytes:
-            raise OverBudget(f"the request's media need more than its budget of {self.bytes_limit} bytes")
-        self.media_bytes -= size
+        with self._lock:
+            if size > self.media_bytes:
+                raise OverBudget(f"the request's media need more than its budget of {self.bytes_limit} bytes")
+            self.media_bytes -= size
 
 
 class MediaReader:

@@ -15,7 +15,6 @@ runs, the demo) the API answers anyone who can reach it.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import HTTPException
 
-from encoders.credentials import is_loopback, require_token_off_loopback
+from encoders.credentials import require_token_off_loopback
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 #: The signature algorithms each kind of public key can verify: a token cannot pick another.
 KEY_ALGORITHMS = {
@@ -93,10 +90,7 @@ class Authenticator:
                 settings.web_jwt_issuer, settings.web_jwt_user_claim,
             )
         token = settings.web_token.get_secret_value() if settings.web_token else None
-        authenticator = cls(token, learner_tokens)
-        if authenticator.open and is_loopback(settings.web_host):
-            log.warning("the worker's API on %s answers anyone: set COURSESTREAM_WEB_TOKEN", settings.web_host)
-        return authenticator
+        return cls(token, learner_tokens)
 
     def authorize(self, authorization: str | None, user_id: str) -> None:
         """Return if the ``Authorization`` header may read ``user_id``'s data; HTTPException 401 or 403 if not."""

@@ -42,6 +42,7 @@ from streams import metrics
 from streams.auth import Authenticator
 
 FORWARDED = "x-coursestream-forwarded"
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("streams.web.access")
 _ID = TypeAdapter(Id)
 
@@ -93,6 +94,8 @@ def create_api(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if auth.open:  # only ever on loopback: see Authenticator.from_settings
+            log.warning("the API answers anyone who can reach this machine's loopback: set COURSESTREAM_WEB_TOKEN")
         yield
         await http.aclose()
 
