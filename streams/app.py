@@ -935,6 +935,6 @@ async def cold_start(user_id: str, context: str) -> dict[str, object]:
 
 
 if settings.web_enabled:
-    serve_api(app, create_api(app, Authenticator.from_settings(settings), ReadThrough(profiles, unwritten.profile_row),
+    serve_api(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
                               ReadThrough(latest_recommendations, unwritten.shown_row),
-                              describe_profile, learning_path, cold_start))
+                              describe_profile, learning_path, cold_start, auth=Authenticator.from_settings(settings)))

@@ -40,6 +40,7 @@ from online.prerequisites import PrerequisiteCycle
 from online.profile import LearnerProfile
 from streams import metrics
 from streams.auth import Authenticator
+from streams.settings import Settings
 
 FORWARDED = "x-coursestream-forwarded"
 log = logging.getLogger(__name__)
@@ -81,15 +82,18 @@ def forward_url(owner: URL, request: Request) -> str:
 
 def create_api(
     app: faust.App,
-    auth: Authenticator,
     profiles: LearnerRows,
     latest: LearnerRows,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
     learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
+    *,
+    auth: Authenticator | None = None,
 ) -> FastAPI:
-    """The API of one worker; ``auth`` decides who reads which learner; the callables summarise a
-    profile, plan a path from it, and recommend to a learner with no profile yet in a given context."""
+    """The API of one worker; the callables summarise a profile, plan a path from it, and
+    recommend to a learner with no profile yet in a given context. ``auth`` decides who reads
+    which learner: by default the settings' credentials (SystemExit if they do not allow serving)."""
+    auth = auth or Authenticator.from_settings(Settings())
     http = httpx.AsyncClient(timeout=5.0)
 
     @asynccontextmanager
