@@ -1,13 +1,14 @@
 """From courses to vectors: the loaded models behind dynamic batchers, and the fusion of their outputs.
 
-A course's text vector embeds :func:`course_text`; its image vector pools its images and its
-video's keyframes; its fused vector combines the two (see ``encoders.fusion``). The HTTP
-service and the benchmark both drive an :class:`Embedder`.
+A course's text vector embeds :func:`course_text`; its image vector pools the vectors of its
+images and of its video (itself the pool of its keyframes); its fused vector combines the two
+(see ``encoders.fusion``). Pictures are embedded as soon as they are decoded
+(:meth:`Embedder.embed_pictures`), so what waits for the rest of a course is a vector, not an
+image. The HTTP service and the benchmark both drive an :class:`Embedder`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -25,8 +26,8 @@ from encoders.settings import EncoderSettings
 from encoders.text import TextEncoder
 from encoders.video import VideoEncoder
 
-#: Bump when the vectors change while the models do not (text joining, pooling, fusion).
-VECTOR_FORMAT = 1
+#: Bump when the vectors change while the models do not (text joining, pooling, fusion, image scaling).
+VECTOR_FORMAT = 2
 
 
 def course_text(title: str, description: str = "", syllabus: str = "", *transcripts: str) -> str:
@@ -58,12 +59,12 @@ class Encoders:
 
 @dataclass
 class Course:
-    """One course to embed, its media already decoded."""
+    """One course to embed: its text, and the vectors of its pictures (each image, and its video's
+    pooled keyframes: a video counts as much as one image however many frames it has)."""
 
     id: str
     text: str
-    images: list[Image.Image] = field(default_factory=list)
-    video_frames: list[Image.Image] = field(default_factory=list)
+    pictures: list[np.ndarray] = field(default_factory=list)
 
 
 class Embedder:
@@ -79,7 +80,7 @@ class Embedder:
         on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self.encoders = encoders
-        self.video = VideoEncoder(encoders.image, settings.video_frames)
+        self.video = VideoEncoder(encoders.image, settings.video_frames, settings.max_image_pixels)
         self.fusion = Fusion(settings.text_weight, settings.image_weight, encoders.image.dim)
         # One inference thread for both models: concurrent passes would only fight over the
         # same cores (or GPU), and the event loop never waits on a model.
@@ -123,32 +124,23 @@ class Embedder:
             "vectors": {"text": text.dim, "image": image.dim, "fused": text.dim + image.dim},
         }
 
-    async def embed(self, courses: Sequence[Course]) -> list[dict[str, np.ndarray]]:
-        """Vectors ``text``, ``image`` (only for courses with images or video) and ``fused``, per course.
+    async def embed_pictures(self, pictures: Sequence[Image.Image]) -> list[np.ndarray]:
+        """Each picture's vector, from shared forward passes; raises ``Busy`` when the queue is full."""
+        return await self.image_batcher.submit(pictures)
 
-        A course's image vector pools its images' vectors and its video's vector (itself the
-        pool of its keyframes), so a video counts as much as one image however many frames
-        it has. Raises ``Busy`` when a batcher's queue is full.
+    async def embed_video(self, frames: Sequence[Image.Image]) -> np.ndarray:
+        """A video's vector: the pool of its keyframes' vectors."""
+        return pool(await self.embed_pictures(frames))
+
+    async def embed(self, courses: Sequence[Course]) -> list[dict[str, np.ndarray]]:
+        """Vectors ``text``, ``image`` (only for courses with pictures) and ``fused``, per course.
+
+        Raises ``Busy`` when the text batcher's queue is full.
         """
-        pictures = [picture for course in courses for picture in (*course.images, *course.video_frames)]
-        tasks = [
-            asyncio.ensure_future(self.text_batcher.submit([course.text for course in courses])),
-            asyncio.ensure_future(self.image_batcher.submit(pictures)),
-        ]
-        try:
-            text_vectors, picture_vectors = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:  # don't spend a forward pass on a request that failed
-                task.cancel()
-            raise
-        results, start = [], 0
+        text_vectors = await self.text_batcher.submit([course.text for course in courses])
+        results = []
         for course, text in zip(courses, text_vectors):
-            images = picture_vectors[start : start + len(course.images)]
-            start += len(course.images)
-            frames = picture_vectors[start : start + len(course.video_frames)]
-            start += len(course.video_frames)
-            sources = [*images, pool(frames)] if frames else images
-            image = pool(sources) if sources else None
+            image = pool(course.pictures) if course.pictures else None
             vectors = {"text": text} if image is None else {"text": text, "image": image}
             results.append({**vectors, "fused": self.fusion.fuse(text, image)})
         return results

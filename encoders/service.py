@@ -1,6 +1,7 @@
 """The encoder HTTP service: course text, images and video in, vectors out.
 
-Endpoints (``/v1/*`` need ``Authorization: Bearer <token>`` when a token is configured):
+Endpoints (``/v1/*`` need ``Authorization: Bearer <token>`` when a token is configured, and a
+token is required to serve on any other address than loopback):
 
 - ``GET /healthz``: 200 ``{"status": "ok"}`` while the process serves.
 - ``GET /readyz``: 200 once the models are loaded and warmed up, else 503.
@@ -8,9 +9,11 @@ Endpoints (``/v1/*`` need ``Authorization: Bearer <token>`` when a token is conf
 - ``GET /v1/info``: model names, versions, vector sizes and ``model_version``.
 - ``POST /v1/embed``: ``{"items": [course, ...]}`` -> ``{"model_version", "items": [{"id", "vectors"}]}``.
 
-Errors: 401 missing or wrong token; 413 body over ``max_request_bytes`` or more than
-``max_items_per_request`` items; 422 invalid body, or media that cannot be read or decoded;
-503 with ``Retry-After`` while the models load or when the queue is full.
+Errors: 401 missing or wrong token; 413 body over ``max_request_bytes``, more than
+``max_items_per_request`` items, or media over the request's budget of bytes and decoded
+pixels; 422 invalid body, or media that are not allowed, cannot be fetched or cannot be
+decoded; 503 with ``Retry-After`` while the models load or when the queue is full. Media are
+read and decoded as ``encoders.media`` describes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
+import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,11 +41,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel, Field, ValidationError
 
 from encoders.batching import Busy
+from encoders.credentials import require_token_off_loopback
 from encoders.embedder import Course, Embedder, Encoders, course_text
-from encoders.media import MediaReader, MediaRef, decode_image
+from encoders.fetch import UrlFetcher, UrlPolicy
+from encoders.media import Budget, MediaError, MediaReader, MediaRef, OverBudget, decode_image
 from encoders.settings import EncoderSettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: More images than this on one course is a broken client, not a richer course.
 MAX_IMAGES_PER_ITEM = 16
@@ -74,10 +82,43 @@ class EmbedRequest(BaseModel):
     items: list[CourseItem] = Field(min_length=1)
 
 
+class Pictures:
+    """The images and videos of embed requests to vectors: read, decoded (shrunk as they decode) and
+    embedded at most ``max_concurrent_media`` at a time over all requests, so that the bytes and
+    decoded pixels in memory stay bounded; each request's :class:`Budget` bounds its own work."""
+
+    def __init__(self, settings: EncoderSettings, reader: MediaReader, embedder: Embedder) -> None:
+        self.settings, self.reader, self.embedder = settings, reader, embedder
+        self._slots = asyncio.Semaphore(settings.max_concurrent_media)
+        # Its own threads: a decode cancelled with its request still holds one until it finishes.
+        self._decoder = ThreadPoolExecutor(settings.max_concurrent_media, thread_name_prefix="media")
+
+    async def image(self, ref: MediaRef, budget: Budget) -> np.ndarray:
+        async with self._slots:
+            data = await self.reader.read(ref, self.settings.max_image_bytes, budget)
+            image = await self._decode(decode_image, data, self.settings.max_image_pixels, budget)
+            del data
+            [vector] = await self.embedder.embed_pictures([image])
+            return vector
+
+    async def video(self, ref: MediaRef, budget: Budget) -> np.ndarray:
+        async with self._slots:
+            data = await self.reader.read(ref, self.settings.max_video_bytes, budget)
+            frames = await self._decode(self.embedder.video.frames, data, budget)
+            del data
+            return await self.embedder.embed_video(frames)
+
+    async def _decode(self, decode: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, decode, *args)
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass
 class _State:
     embedder: Embedder | None = None
-    reader: MediaReader | None = None
+    pictures: Pictures | None = None
     error: str | None = None
 
 
@@ -127,10 +168,13 @@ def create_app(settings: EncoderSettings, encoders: Encoders | None = None) -> F
     state = _State()
     metrics = _Metrics(state)
 
-    async def start(stack: contextlib.AsyncExitStack) -> None:
+    async def start(stack: contextlib.AsyncExitStack, reader: MediaReader) -> None:
         try:
             loaded = encoders or await asyncio.to_thread(Encoders.load, settings)
-            state.embedder = await stack.enter_async_context(Embedder(settings, loaded, metrics.observe_batch))
+            embedder = await stack.enter_async_context(Embedder(settings, loaded, metrics.observe_batch))
+            state.pictures = Pictures(settings, reader, embedder)
+            stack.callback(state.pictures.close)
+            state.embedder = embedder
             logger.info("encoder ready: %s", state.embedder.model_version)
         except Exception as error:
             state.error = f"{type(error).__name__}: {error}"
@@ -138,11 +182,10 @@ def create_app(settings: EncoderSettings, encoders: Encoders | None = None) -> F
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=True, max_redirects=3)
-        async with client, contextlib.AsyncExitStack() as stack:
-            state.reader = MediaReader(client, settings.media_root)
+        fetcher = UrlFetcher(UrlPolicy(settings.media_hosts, settings.media_networks), settings.fetch_timeout_s)
+        async with fetcher, contextlib.AsyncExitStack() as stack:
             # Models load in the background so that /healthz answers (and /readyz says 503) meanwhile.
-            starting = asyncio.create_task(start(stack))
+            starting = asyncio.create_task(start(stack, MediaReader(fetcher, settings.media_root)))
             try:
                 yield
             finally:
@@ -168,10 +211,10 @@ def create_app(settings: EncoderSettings, encoders: Encoders | None = None) -> F
         if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    def ready() -> tuple[Embedder, MediaReader]:
-        if state.embedder is None or state.reader is None:
+    def ready() -> tuple[Embedder, Pictures]:
+        if state.embedder is None or state.pictures is None:
             raise HTTPException(503, "the models are still loading", headers={"Retry-After": str(RETRY_AFTER_S)})
-        return state.embedder, state.reader
+        return state.embedder, state.pictures
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -195,7 +238,7 @@ def create_app(settings: EncoderSettings, encoders: Encoders | None = None) -> F
 
     @app.post("/v1/embed", dependencies=[Depends(authorize)])
     async def embed(request: Request) -> JSONResponse:
-        embedder, reader = ready()
+        embedder, pictures = ready()
         body = await _read_body(request, settings.max_request_bytes)
         try:
             payload = EmbedRequest.model_validate_json(body)
@@ -205,14 +248,15 @@ def create_app(settings: EncoderSettings, encoders: Encoders | None = None) -> F
         if len(payload.items) > settings.max_items_per_request:
             limit = settings.max_items_per_request
             raise HTTPException(413, f"{len(payload.items)} items, over the limit of {limit} per request")
-        courses = await asyncio.gather(
-            *(_course(n, item, embedder, reader, settings) for n, item in enumerate(payload.items))
-        )
+        budget = Budget(settings.max_request_pixels, settings.max_request_media_bytes)
         try:
+            courses = await _all_or_none(_course(n, item, pictures, budget) for n, item in enumerate(payload.items))
             vectors = await embedder.embed(courses)
         except Busy as error:
             retry = {"Retry-After": str(RETRY_AFTER_S)}
             raise HTTPException(503, f"busy ({error}): retry later", headers=retry) from error
+        except OverBudget as error:
+            raise HTTPException(413, str(error)) from None
         items = [
             {"id": course.id, "vectors": {name: vector.tolist() for name, vector in course_vectors.items()}}
             for course, course_vectors in zip(courses, vectors)
@@ -235,26 +279,33 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _course(
-    index: int, item: CourseItem, embedder: Embedder, reader: MediaReader, settings: EncoderSettings
-) -> Course:
-    """Read and decode one item's media (off the event loop); a 422 says which one failed and why."""
-    where: tuple[str | int, ...] = ("items", index)
+async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest (their media stop being read) and raise it."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
     try:
-        images = []
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _course(index: int, item: CourseItem, pictures: Pictures, budget: Budget) -> Course:
+    """Read, decode and embed one item's media; a 422 says which one failed and why."""
+    where: tuple[str | int, ...] = ("items", index)
+    vectors, video_transcript = [], ""
+    try:
         for n, ref in enumerate(item.images):
             where = ("items", index, "images", n)
-            images.append(await asyncio.to_thread(decode_image, await reader.read(ref, settings.max_image_bytes)))
-        frames, video_transcript = [], ""
+            vectors.append(await pictures.image(ref, budget))
         if item.video is not None:
             where = ("items", index, "video")
-            data = await reader.read(item.video, settings.max_video_bytes)
-            frames, video_transcript = await asyncio.to_thread(embedder.video.frames, data), item.video.transcript
-    except ValueError as error:  # MediaError, or a video PyAV cannot decode
+            vectors.append(await pictures.video(item.video, budget))
+            video_transcript = item.video.transcript
+    except MediaError as error:
         # Shaped like the body's validation errors, so that clients handle one 422 format.
-        raise RequestValidationError([{"type": "media", "loc": where, "msg": str(error)}]) from error
+        raise RequestValidationError([{"type": "media", "loc": where, "msg": str(error)}]) from None
     text = course_text(item.title, item.description, item.syllabus, item.transcript, video_transcript)
-    return Course(item.id, text, images, frames)
+    return Course(item.id, text, vectors)
 
 
 @dataclass
@@ -294,6 +345,7 @@ def serve_in_background(
 
     Returns once the server accepts connections; call ``wait_ready()`` to wait for the models.
     """
+    require_token_off_loopback("the encoder service", host, settings.token, "COURSESTREAM_ENCODER_TOKEN")
     config = uvicorn.Config(create_app(settings, encoders), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="encoder-service", daemon=True)
@@ -311,6 +363,7 @@ def main(settings: EncoderSettings, log_config: dict[str, Any] | None = None) ->
 
     ``log_config`` is a :func:`logging.config.dictConfig` (e.g. JSON lines); uvicorn's own by default.
     """
+    require_token_off_loopback("the encoder service", settings.host, settings.token, "COURSESTREAM_ENCODER_TOKEN")
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=log_config or uvicorn.config.LOGGING_CONFIG
     )

@@ -1,9 +1,22 @@
-"""Video encoder: keyframes sampled with PyAV, embedded as images and pooled.
+r"""Video encoder: keyframes sampled with PyAV, embedded as images and pooled.
 
 A video's vector is the normalised mean of the image vectors of up to ``max_frames``
 keyframes spread evenly over it. Only keyframes are decoded: they decode on their own
 (no decoding of the frames in between) and are the encoder's cleanest pictures.
 Its transcript is text: the service adds it to the course text (see ``encoders.embedder``).
+
+Videos come from course content, so decoding is kept narrow: only MP4/MOV and Matroska/WebM
+containers, named from the file's first bytes rather than probed (probing could pick a playlist
+format that opens other files or URLs), no nested file opens at all, frames no larger than
+``max_pixels``, and each frame scaled down to the model's scale as it is converted from the
+decoder's format.
+
+>>> container_format(b"\x00\x00\x00\x20ftypisom"), container_format(b"\x1a\x45\xdf\xa3\x01")
+('mov', 'matroska')
+>>> container_format(b"#EXTM3U\nfile:///etc/passwd")
+Traceback (most recent call last):
+...
+encoders.fetch.MediaError: cannot decode video: not an MP4, MOV, WebM or Matroska file
 """
 
 from __future__ import annotations
@@ -17,55 +30,86 @@ from PIL import Image
 
 from encoders.fusion import pool
 from encoders.image import ImageEncoder
+from encoders.media import MAX_SIDE, Budget, MediaError
 
-#: Frames are shrunk to fit this square: image models look at a few hundred pixels at most.
-MAX_FRAME_SIDE = 512
+#: No frame larger than this is decoded unless the caller allows more (8K UHD is 33 million).
+MAX_FRAME_PIXELS = 16_777_216
 
 
 class VideoEncoder:
     """Embeds a video (file path or bytes) into one L2-normalised vector of the image model's ``dim``."""
 
-    def __init__(self, image: ImageEncoder, max_frames: int = 8) -> None:
+    def __init__(self, image: ImageEncoder, max_frames: int = 8, max_pixels: int = MAX_FRAME_PIXELS) -> None:
         self.image = image
         self.max_frames = max_frames
+        self.max_pixels = max_pixels
         self.name = f"{image.name}+keyframes"
         self.version = f"{image.version}+keyframes-{max_frames}"
         self.dim = image.dim
 
-    def frames(self, video: bytes | Path) -> list[Image.Image]:
-        """Up to ``max_frames`` keyframes spread evenly over the video, as RGB images."""
-        return sample_keyframes(video, self.max_frames)
+    def frames(self, video: bytes | Path, budget: Budget | None = None) -> list[Image.Image]:
+        """Up to ``max_frames`` keyframes spread evenly over the video, as small RGB images."""
+        return sample_keyframes(video, self.max_frames, self.max_pixels, budget)
 
     def encode(self, video: bytes | Path) -> np.ndarray:
         """The pooled vector of the video's keyframes."""
         return pool(list(self.image.encode(self.frames(video))))
 
 
-def sample_keyframes(video: bytes | Path, max_frames: int) -> list[Image.Image]:
-    """Up to ``max_frames`` keyframes spread evenly over ``video``; ValueError if it has none.
+def container_format(head: bytes) -> str:
+    """FFmpeg's demuxer for a file starting with ``head``: ``mov`` (MP4, MOV) or ``matroska`` (MKV, WebM)."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    raise MediaError("cannot decode video: not an MP4, MOV, WebM or Matroska file")
+
+
+def _no_other_files(url: str, flags: int, options: dict) -> None:
+    raise MediaError("cannot decode video: it refers to other files")
+
+
+def sample_keyframes(
+    video: bytes | Path,
+    max_frames: int,
+    max_pixels: int = MAX_FRAME_PIXELS,
+    budget: Budget | None = None,
+    side: int = MAX_SIDE,
+) -> list[Image.Image]:
+    """Up to ``max_frames`` keyframes spread evenly over ``video``, each fitting ``side`` x ``side``;
+    :class:`MediaError` if it has none, is not a supported container, or has frames over ``max_pixels``.
 
     Two passes: the first reads only packet headers to find the keyframes, the second seeks
-    to each chosen keyframe and decodes it alone.
+    to each chosen keyframe and decodes it alone. Each decoded frame's pixels are taken from
+    ``budget`` before it is decoded.
     """
+    data = video if isinstance(video, bytes) else Path(video).read_bytes()
     try:
-        with av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video)) as container:
+        with av.open(io.BytesIO(data), format=container_format(data[:12]), io_open=_no_other_files) as container:
             if not container.streams.video:
-                raise ValueError("no video stream")
+                raise MediaError("cannot decode video: no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > max_pixels:
+                raise MediaError(f"video frames are {width}x{height} pixels, over the limit of {max_pixels}")
             keyframes = [p.pts for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
             spread = np.linspace(0, len(keyframes) - 1, min(max_frames, len(keyframes))).round().astype(int)
             chosen = sorted({keyframes[i] for i in spread})
             stream.codec_context.skip_frame = "NONKEY"
             frames = []
             for pts in chosen:
+                if budget is not None:
+                    budget.spend_pixels(width * height)
                 container.seek(pts, stream=stream)  # lands on the keyframe at or before pts
                 frame = next(container.decode(stream), None)
                 if frame is not None:
-                    image = frame.to_image()
-                    image.thumbnail((MAX_FRAME_SIDE, MAX_FRAME_SIDE))  # bounds memory; models see less
-                    frames.append(image)
+                    if frame.width * frame.height > max_pixels:  # a stream may change size midway
+                        raise MediaError(f"video frames are over the limit of {max_pixels} pixels")
+                    scale = min(1.0, side / max(frame.width, frame.height))
+                    size = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+                    frames.append(frame.reformat(width=size[0], height=size[1], format="rgb24").to_image())
     except av.FFmpegError as error:
-        raise ValueError(f"cannot decode video: {error}") from error
+        raise MediaError(f"cannot decode video: {error}") from error
     if not frames:
-        raise ValueError("no decodable keyframes in the video")
+        raise MediaError("cannot decode video: no decodable keyframes")
     return frames

@@ -329,6 +329,10 @@ class ParkedContent(_Contract):
 
     content: CourseContent
     attempts: int = Field(ge=1, description="Failed attempts so far.")
+    failures: int = Field(
+        0, ge=0, description="Attempts on which the encoder failed while handling it (closed the connection, as a "
+        "crash does, or answered 500); at COURSESTREAM_CONTENT_MAX_FAILURES it is dead-lettered instead.",
+    )
     retry_at: datetime = Field(description="Not to be retried before this time.")
     last_error: str
 

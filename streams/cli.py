@@ -217,10 +217,18 @@ def path(
     goal: str,
     worker_url: Annotated[str, typer.Option(envvar="COURSESTREAM_WORKER_URL", help="Any worker's HTTP API.")] = "http://127.0.0.1:6066",
 ) -> None:
-    """Print the ordered learning path from what USER has taken to GOAL, over the prerequisite graph."""
+    """Print the ordered learning path from what USER has taken to GOAL, over the prerequisite graph.
+
+    Sends the operator token (COURSESTREAM_WEB_TOKEN) when one is set."""
+    from urllib.parse import quote
+
     import httpx
 
-    answer = httpx.get(f"{worker_url}/paths/{user}/{goal}", timeout=30)
+    from streams.settings import Settings
+
+    token = Settings().web_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    answer = httpx.get(f"{worker_url}/paths/{quote(user, safe='')}/{quote(goal, safe='')}", headers=headers, timeout=30)
     if answer.status_code != 200:
         typer.echo(f"{answer.status_code}: {answer.text}", err=True)
         raise typer.Exit(1)

@@ -1,9 +1,12 @@
 """Async client of the encoder service (``encoders.service``), with timeouts and retries.
 
-Transient failures (connection errors, timeouts, 429/5xx "busy") are retried with
-exponential backoff and jitter; after the last attempt :class:`EncoderUnavailable` is
-raised and the caller parks the content for later. A 4xx answer means the content itself
-is bad and raises :class:`EncoderRejected` at once.
+Transient failures (the service cannot be reached, a timeout, 429 and 5xx "busy") are
+retried with exponential backoff and jitter; after the last attempt :class:`EncoderUnavailable`
+is raised and the caller parks the content for later. The service failing while it handles the
+request (closing the connection without an answer, as a crash does, or answering 500) raises
+:class:`EncoderUnavailable` at once with ``failed_on_content`` set: retrying it at once would
+crash it again, and the caller counts such failures against the content. A 4xx answer means the
+content itself is bad and raises :class:`EncoderRejected` at once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from online.events import CourseContent
 
 
 class EncoderUnavailable(RuntimeError):
-    """The service could not be reached or stayed busy through every retry."""
+    """The service could not be reached or stayed busy through every retry, or (``failed_on_content``)
+    failed while it handled the request."""
+
+    def __init__(self, message: str, failed_on_content: bool = False) -> None:
+        super().__init__(message)
+        self.failed_on_content = failed_on_content
 
 
 class EncoderRejected(ValueError):
@@ -28,6 +36,14 @@ class EncoderRejected(ValueError):
 
 class _Transient(Exception):
     pass
+
+
+class _FailedOnIt(Exception):
+    pass
+
+
+#: The service took the request and died or broke on it: not retried at once.
+_FAILED_ON_IT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +95,19 @@ class EncoderClient:
                 with attempt:
                     try:
                         response = await self._http.request(method, path, **kwargs)
+                    except _FAILED_ON_IT as error:
+                        raise _FailedOnIt(f"{type(error).__name__}: {error}") from error
                     except httpx.TransportError as error:
                         raise _Transient(f"{type(error).__name__}: {error}") from error
+                    if response.status_code == 500:
+                        raise _FailedOnIt(f"HTTP 500: {response.text[:200]}")
                     if response.status_code == 429 or response.status_code >= 500:
                         raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}")
         except _Transient as error:
             raise EncoderUnavailable(f"encoder at {self._http.base_url} unavailable: {error}") from error
+        except _FailedOnIt as error:
+            raise EncoderUnavailable(f"encoder at {self._http.base_url} failed on the request: {error}",
+                                     failed_on_content=True) from error
         if response.status_code >= 400:
             raise EncoderRejected(f"encoder refused the request: HTTP {response.status_code}: {response.text[:500]}")
         return response.json()

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 import faust
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
+from encoders.credentials import Secret, SecretFileSettings, Token
 from encoders.settings import EncoderSettings
 
 
-class Settings(BaseSettings):
+class Settings(SecretFileSettings):
+    """Every setting of the worker and the tools; secrets may be files (see ``encoders.credentials``)."""
+
     model_config = SettingsConfigDict(env_prefix="COURSESTREAM_", env_file=".env", extra="ignore")
 
     app_id: str = Field("coursestream", description="Faust app id: the consumer group and table prefix.")
@@ -30,7 +33,7 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password: Secret | None = None
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
@@ -62,6 +65,14 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
+    learner_data_retention_days: float = Field(
+        7.0, gt=0, description="Retention of the topics that hold learners' data: learner events (and forget and rank"
+        " requests), recommendations and dead letters (set when the topics are created).",
+    )
+    content_retention_days: float = Field(
+        30.0, gt=0, description="Retention of course content, parked content and course-indexed notices (set when"
+        " the topics are created); course vectors are compacted instead.",
+    )
 
     # State
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
@@ -71,7 +82,7 @@ class Settings(BaseSettings):
         "edge", description="edge: Qdrant's embedded engine in-process; qdrant: a Qdrant server via qdrant-client."
     )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; None with vector_store=qdrant: local mode.")
-    qdrant_api_key: SecretStr | None = None
+    qdrant_api_key: Secret | None = None
     qdrant_collection: str = "courses"
 
     # Encoder service
@@ -80,6 +91,11 @@ class Settings(BaseSettings):
     encoder_attempts: int = Field(4, ge=1, description="Tries per encoder call before content is parked.")
     retry_initial_s: float = Field(5.0, gt=0, description="First wait before a parked course is retried.")
     retry_max_s: float = Field(300.0, gt=0, description="Longest wait between retries of a parked course.")
+    content_max_failures: int = Field(
+        5, ge=1, description="Times the encoder may fail while handling a course (dropping the connection, as a"
+        " crash does, or answering 500) before it is dead-lettered instead of parked again. Waiting for an encoder"
+        " that cannot be reached or is busy does not count.",
+    )
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
 
     # Recommendations
@@ -127,6 +143,20 @@ class Settings(BaseSettings):
     web_canonical_url: str | None = Field(
         None, description="How other workers reach this one (default: http://web_host:web_port)."
     )
+    web_token: Token | None = Field(
+        None, description="Operator bearer token: reads any learner's profile, recommendations and path. Required to"
+        " serve on any other address than loopback (at least 16 characters; placeholders are refused).",
+    )
+    web_jwt_public_key: Path | None = Field(
+        None, description="PEM file of the public key that signs the platform's learner tokens (JWTs): a learner's"
+        " token reads that learner's own data. Unset, only the operator token is accepted.",
+    )
+    web_jwt_algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]] = Field(
+        ["RS256", "ES256", "EdDSA"], min_length=1, description="Signature algorithms accepted for learner tokens.",
+    )
+    web_jwt_audience: str = Field("coursestream", description="The `aud` learner tokens must carry.")
+    web_jwt_issuer: str | None = Field(None, description="The `iss` learner tokens must carry, when set.")
+    web_jwt_user_claim: str = Field("sub", description="The claim of a learner token that names the learner.")
     log_format: Literal["text", "json"] = "text"
 
     def embedded_vector_store(self) -> bool:

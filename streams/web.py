@@ -9,29 +9,43 @@
 - ``GET /profiles/{user_id}``: a readable summary of the learner's profile.
 - ``GET /paths/{user_id}/{goal}``: the courses to take, in order, to reach ``goal``.
 
-A learner's state lives only on the worker that owns the learner's partition; any worker
-answers, forwarding the request to the owner (found through Faust's table router).
+The learner endpoints need the operator token or the learner's own token (``streams.auth``:
+401 without credentials, 403 for another learner's token); ids are checked as the event
+contract checks them (422). A learner's state lives only on the worker that owns the learner's
+partition; any worker answers, forwarding the request to the owner (found through Faust's table
+router) with its raw path, query and credentials, which the owner checks again. The access log
+names routes, not learners: ``GET /profiles/{user_id} 200``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import faust
 import httpx
-from fastapi import FastAPI, HTTPException, Request, Response
+from faust.contrib.asgi import serve_asgi
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import TypeAdapter, ValidationError
 from yarl import URL
 
+from online.events import Id
 from online.prerequisites import PrerequisiteCycle
 from online.profile import LearnerProfile
 from streams import metrics
+from streams.auth import Authenticator
+from streams.settings import Settings
 
 FORWARDED = "x-coursestream-forwarded"
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("streams.web.access")
+_ID = TypeAdapter(Id)
 
 
 class LearnerRows(Protocol):
@@ -46,6 +60,26 @@ def _same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
+def valid_id(value: str, name: str) -> str:
+    """``value`` as the event contract reads an id (stripped); 422 if it is not one."""
+    try:
+        return _ID.validate_python(value)
+    except ValidationError:
+        raise HTTPException(422, f"{name} is not a valid id (1 to 256 printable characters)") from None
+
+
+def forward_url(owner: URL, request: Request) -> str:
+    """The owner's URL for this request: its raw path and query, exactly as received; 400 if
+    they cannot be sent unchanged (dot segments would be resolved on the way)."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = str(owner.with_path("/").with_query(None)).rstrip("/") + raw_path.decode("latin-1")
+    target += f"?{query.decode('latin-1')}" if query else ""
+    if httpx.URL(target).raw_path != raw_path + (b"?" + query if query else b""):
+        raise HTTPException(400, "the path has dot segments")
+    return target
+
+
 def create_api(
     app: faust.App,
     profiles: LearnerRows,
@@ -53,17 +87,38 @@ def create_api(
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
     learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
+    *,
+    auth: Authenticator | None = None,
 ) -> FastAPI:
     """The API of one worker; the callables summarise a profile, plan a path from it, and
-    recommend to a learner with no profile yet in a given context."""
+    recommend to a learner with no profile yet in a given context. ``auth`` decides who reads
+    which learner: by default the settings' credentials (SystemExit if they do not allow serving)."""
+    auth = auth or Authenticator.from_settings(Settings())
     http = httpx.AsyncClient(timeout=5.0)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if auth.open:  # only ever on loopback: see Authenticator.from_settings
+            log.warning("the API answers anyone who can reach this machine's loopback: set COURSESTREAM_WEB_TOKEN")
         yield
         await http.aclose()
 
     api = FastAPI(title="coursestream worker", lifespan=lifespan)
+
+    @api.middleware("http")
+    async def log_route(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "(no route)")  # the template: no learner ids
+        access_log.info("%s %s %d %.1fms", request.method, route, response.status_code,
+                        (time.perf_counter() - started) * 1000)
+        return response
+
+    def learner(user_id: Annotated[str, Path()], request: Request) -> str:
+        """The learner asked about, if the request's credentials may read their data."""
+        user_id = valid_id(user_id, "user_id")
+        auth.authorize(request.headers.get("authorization"), user_id)
+        return user_id
 
     async def owned_or_forwarded(table: LearnerRows, user_id: str, request: Request) -> bytes | Response:
         """The table's row for this learner if this worker owns it, else the owner's answer."""
@@ -72,12 +127,14 @@ def create_api(
         if _same_worker(owner, app.conf.canonical_url):
             value = table.get(key)
             if value is None:
-                raise HTTPException(404, f"no {table.name} entry for user {user_id!r}")
+                raise HTTPException(404, f"no {table.name} entry for this learner")
             return value
         if request.headers.get(FORWARDED):  # the owner moved while the request was in flight
             raise HTTPException(503, "partition ownership is changing; retry")
-        url = owner.with_path(request.url.path).with_query(request.url.query)
-        answer = await http.get(str(url), headers={FORWARDED: "1"})
+        headers = {FORWARDED: "1"}
+        if authorization := request.headers.get("authorization"):
+            headers["authorization"] = authorization
+        answer = await http.get(forward_url(owner, request), headers=headers)
         return Response(answer.content, answer.status_code, media_type="application/json")
 
     @api.get("/healthz")
@@ -98,7 +155,10 @@ def create_api(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/recommendations/{user_id}")
-    async def recommendations(user_id: str, request: Request, context: str | None = None) -> Response:
+    async def recommendations(request: Request, user_id: str = Depends(learner), context: str | None = None
+                              ) -> Response:
+        if context is not None:
+            context = valid_id(context, "context")
         try:
             found = await owned_or_forwarded(latest, user_id, request)
         except HTTPException as error:
@@ -110,7 +170,7 @@ def create_api(
         return found if isinstance(found, Response) else Response(found, media_type="application/json")
 
     @api.get("/profiles/{user_id}")
-    async def profile(user_id: str, request: Request) -> Response:
+    async def profile(request: Request, user_id: str = Depends(learner)) -> Response:
         found = await owned_or_forwarded(profiles, user_id, request)
         if isinstance(found, Response):
             return found
@@ -118,7 +178,8 @@ def create_api(
         return Response(json.dumps(summary), media_type="application/json")
 
     @api.get("/paths/{user_id}/{goal:path}")
-    async def path(user_id: str, goal: str, request: Request) -> Response:
+    async def path(goal: str, request: Request, user_id: str = Depends(learner)) -> Response:
+        goal = valid_id(goal, "goal")
         found = await owned_or_forwarded(profiles, user_id, request)
         if isinstance(found, Response):
             return found
@@ -129,3 +190,9 @@ def create_api(
         return Response(json.dumps({"user_id": user_id, "goal": goal, "path": steps}), media_type="application/json")
 
     return api
+
+
+def serve_api(app: faust.App, api: FastAPI) -> None:
+    """Serve ``api`` from the Faust worker; uvicorn's access log (which prints every URL, learner
+    ids in them) is off: the API logs routes instead."""
+    serve_asgi(app, api, access_log=False)

@@ -28,11 +28,20 @@ def broker():
 
 
 @pytest.fixture(scope="session")
-def encoder_service():
+def encoders():
+    """The real default models, loaded once for every test that serves or drives them in this process."""
+    from encoders.embedder import Encoders
+    from encoders.settings import EncoderSettings
+
+    return Encoders.load(EncoderSettings())
+
+
+@pytest.fixture(scope="session")
+def encoder_service(encoders):
     """The encoder service with its real default models, in this process, over real HTTP."""
     from encoders.service import serve_in_background
     from encoders.settings import EncoderSettings
 
-    with serve_in_background(EncoderSettings(), port=0) as service:
+    with serve_in_background(EncoderSettings(), port=0, encoders=encoders) as service:
         service.wait_ready()
         yield service

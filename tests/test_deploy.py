@@ -7,15 +7,26 @@
 - Ports, paths and names agree across Dockerfiles, Compose, Prometheus, Grafana and Kubernetes.
 - Every PromQL expression of the Grafana dashboard parses and uses only metrics (and labels)
   that the worker and the encoder export, read from their Prometheus registries.
+- Security: no secret is an environment variable or an example value anywhere under deploy/
+  (secrets are files), nothing of ours runs as root or with a writable root file system or a
+  service-account token, NetworkPolicies deny by default and let only the workers, Prometheus
+  and the gateway reach the workers' port, Kafka speaks SASL over TLS, Qdrant needs its key,
+  Grafana has no default password, the encoder has a media root and a host allow-list, the
+  images install from a lock file with hashes, and every topic has a retention.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import json
 import os
 import re
+import secrets
 import shlex
+import tempfile
+import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,9 +39,11 @@ import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 
 import streams.metrics  # noqa: F401  (registers the worker's metrics in the default registry)
+from encoders.credentials import SECRETS_DIR_VARIABLE
 from encoders.service import _Metrics, _State
 from encoders.settings import EncoderSettings
 from streams.settings import Settings
+from streams.topics import topic_configs, topic_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -39,27 +52,45 @@ COMPOSE_FILE = COMPOSE / "docker-compose.yml"
 #: A Kubernetes release whose schemas kubernetes-validate bundles.
 K8S_VERSION = "1.34"
 
-SETTINGS = {f"COURSESTREAM_{name.upper()}" for name in Settings.model_fields if name != "encoder"}
+SETTINGS = {f"COURSESTREAM_{name.upper()}" for name in Settings.model_fields if name != "encoder"} | {
+    SECRETS_DIR_VARIABLE}
 ENCODER_SETTINGS = {f"COURSESTREAM_ENCODER_{name.upper()}" for name in EncoderSettings.model_fields}
 WORKER_PORT = Settings.model_fields["web_port"].default
 ENCODER_PORT = EncoderSettings.model_fields["port"].default
+
+
+#: Names of settings, variables and keys that hold secrets.
+SECRET_NAME = re.compile(r"password|token|api_?key|secret", re.IGNORECASE)
 
 
 def load_yaml_documents(path: Path) -> list[dict]:
     return [document for document in yaml.safe_load_all(path.read_text()) if document]
 
 
-def validate_settings(env: dict[str, str]) -> tuple[Settings, EncoderSettings]:
-    """Both settings objects as these variables make them; ValidationError if a value is refused."""
+def deploy_files() -> list[Path]:
+    """Every file under deploy/ that is part of the repository (not generated secrets)."""
+    return [path for path in sorted(DEPLOY.rglob("*"))
+            if path.is_file() and "secrets" not in path.relative_to(DEPLOY).parts[:-1]]
+
+
+def validate_settings(env: dict[str, str], secret_files: Iterable[str] = ()) -> tuple[Settings, EncoderSettings]:
+    """Both settings objects as these variables make them, with a generated value in each of
+    ``secret_files`` (in the secrets dir, as the deployment mounts them); ValidationError if a
+    value is refused."""
     patch = pytest.MonkeyPatch()
-    try:
-        for name in [name for name in os.environ if name.startswith("COURSESTREAM_")]:
-            patch.delenv(name)
-        for name, value in env.items():
-            patch.setenv(name, str(value))
-        return Settings(_env_file=None), EncoderSettings()
-    finally:
-        patch.undo()
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            for name in [name for name in os.environ if name.startswith("COURSESTREAM_")]:
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, str(value))
+            for name in secret_files:
+                (Path(folder) / name).write_text(secrets.token_hex(32))
+            if secret_files or SECRETS_DIR_VARIABLE in env:  # as mounted there
+                patch.setenv(SECRETS_DIR_VARIABLE, folder)
+            return Settings(_env_file=None), EncoderSettings()
+        finally:
+            patch.undo()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,10 +99,9 @@ def validate_settings(env: dict[str, str]) -> tuple[Settings, EncoderSettings]:
 
 def test_every_coursestream_variable_under_deploy_is_a_setting() -> None:
     used = {}
-    for path in DEPLOY.rglob("*"):
-        if path.is_file():
-            for name in re.findall(r"\bCOURSESTREAM_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
-                used.setdefault(name, path.relative_to(ROOT))
+    for path in deploy_files():
+        for name in re.findall(r"\bCOURSESTREAM_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
+            used.setdefault(name, path.relative_to(ROOT))
     assert used, "no COURSESTREAM_* names found under deploy/"
     unknown = {name: str(path) for name, path in used.items() if name not in SETTINGS | ENCODER_SETTINGS}
     assert not unknown, f"not settings of streams.settings.Settings or encoders.settings.EncoderSettings: {unknown}"
@@ -125,36 +155,83 @@ def test_dockerfile(name: str) -> None:
     kinds = [instruction for instruction, _ in instructions]
     by_kind = {instruction: arguments for instruction, arguments in instructions}  # the last of each
 
-    if command == "worker":
-        assert by_kind["FROM"].startswith("python:3.11-")
-    else:  # a CUDA base that already holds Python 3.11 and a torch in the project's range
-        assert re.fullmatch(r"pytorch/pytorch:2\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", by_kind["FROM"])
+    assert by_kind["FROM"].startswith("python:3.11-")
     # What it copies exists in the build context (the repository root).
     for instruction, arguments in instructions:
         if instruction == "COPY":
             *sources, _ = arguments.split()
             for source in sources:
                 assert (ROOT / source).exists(), f"{name}: COPY {source}: not in the repository"
-    # The worker's torch is the Makefile's pin, installed before the project.
-    project_step = next(n for n, (i, a) in enumerate(instructions) if i == "RUN" and "pip install /src" in a)
-    if command == "worker":
-        makefile_torch = re.search(r"^TORCH \?= torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
-        assert dockerfile_arg(instructions, "TORCH_VERSION") == makefile_torch
-        torch_step = next(n for n, (i, a) in enumerate(instructions) if i == "RUN" and "torch==" in a)
-        assert torch_step < project_step
+    # Dependencies from the lock file, with hashes; then the Makefile's torch; then the project
+    # alone, with nothing resolved behind the lock's back.
+    runs = [(n, arguments) for n, (instruction, arguments) in enumerate(instructions) if instruction == "RUN"]
+    lock_step = next(n for n, a in runs if "-r /tmp/requirements.lock" in a)
+    assert "--require-hashes" in instructions[lock_step][1] and "--no-deps" in instructions[lock_step][1]
+    torch_step = next(n for n, a in runs if 'torch==${TORCH_VERSION}' in a)
+    project_step = next(n for n, a in runs if "pip install" in a and "/src" in a.split())
+    assert "--no-deps" in instructions[project_step][1] and "pip check" in instructions[project_step][1]
+    assert lock_step < torch_step < project_step
+    makefile_torch = re.search(r"^TORCH \?= torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert dockerfile_arg(instructions, "TORCH_VERSION") == makefile_torch
+    if command == "worker":  # the CPU build
+        assert "--index-url https://download.pytorch.org/whl/cpu" in instructions[torch_step][1]
     # Non-root, serving the settings' port, with a health check on the right endpoint.
     assert by_kind["USER"] not in ("root", "0") and kinds.index("USER") < kinds.index("ENTRYPOINT")
     assert by_kind["EXPOSE"] == str(port)
     healthcheck = by_kind["HEALTHCHECK"]
     assert f"127.0.0.1:%s{health}" in healthcheck and f"os.environ.get('{port_variable}', '{port}')" in healthcheck
     assert json.loads(by_kind["ENTRYPOINT"]) == ["coursestream"] and json.loads(by_kind["CMD"]) == [command]
-    # Its settings are accepted, and it serves beyond the container.
-    settings, encoder = validate_settings(dockerfile_env(instructions))
+    # Its settings are accepted, it serves beyond the container (a token is then required), and
+    # no secret is baked into the image.
+    env = dockerfile_env(instructions)
+    assert not [variable for variable in env if SECRET_NAME.search(variable) and variable != SECRETS_DIR_VARIABLE]
+    assert env[SECRETS_DIR_VARIABLE] == "/run/secrets"
+    settings, encoder = validate_settings(env)
     if command == "worker":
         assert settings.web_host == "0.0.0.0" and settings.vector_store == "qdrant"
         assert str(settings.data_dir) in by_kind["VOLUME"]
     else:
         assert encoder.host == "0.0.0.0" and encoder.port == ENCODER_PORT and encoder.device == "cuda"
+        assert encoder.media_root == Path("/media")
+        assert any(i == "RUN" and "mkdir -p /media" in a for i, a in instructions)
+
+
+LOCK = DOCKER / "requirements.lock"
+
+
+def lock_entries() -> dict[str, tuple[str, list[str]]]:
+    """The lock file's requirements: name -> (version, sha256 hashes)."""
+    entries, current = {}, None
+    for line in LOCK.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if match := re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", line):
+            current = match.group(1).lower().replace("_", "-").replace(".", "-")
+            entries[current] = (match.group(2), [])
+        for digest in re.findall(r"--hash=sha256:([0-9a-f]{64})", line):
+            entries[current][1].append(digest)
+    return entries
+
+
+def test_the_images_install_a_lock_file_with_hashes() -> None:
+    entries = lock_entries()
+    assert entries and all(hashes for _, hashes in entries.values()), "every pin needs its hashes"
+    project = {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+               for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    # Every dependency of the project is pinned, except torch (see the Dockerfiles' headers),
+    # and so is setuptools, which builds the project without fetching anything.
+    assert project - {"torch"} <= set(entries), project - {"torch"} - set(entries)
+    assert "setuptools" in entries
+    assert not [name for name in entries if name == "torch" or name.startswith("nvidia-")]
+    # The pins meet the security lower bounds of pyproject.toml.
+    from packaging.requirements import Requirement
+
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        parsed = Requirement(requirement)
+        name = parsed.name.lower().replace("_", "-")
+        if name in entries:
+            assert parsed.specifier.contains(entries[name][0], prereleases=True), (requirement, entries[name][0])
 
 
 def dockerignored(path: str, patterns: list[str]) -> bool:
@@ -257,6 +334,89 @@ def test_compose_services_are_configured_for_production(compose: dict) -> None:
     assert kafka["image"].startswith("apache/kafka:")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "healthcheck" in kafka and services["qdrant"]["image"].startswith("qdrant/qdrant:")
+
+
+def secret_mounts(service: dict, compose: dict) -> dict[str, str]:
+    """Where a service's Compose secrets appear (absolute path) -> the file each comes from."""
+    mounts = {}
+    for entry in service.get("secrets", []):
+        source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry.get("target", entry["source"]))
+        mounts[target if target.startswith("/") else f"/run/secrets/{target}"] = compose["secrets"][source]["file"]
+    return mounts
+
+
+def listeners(value: str) -> dict[str, tuple[str, int]]:
+    """Kafka listeners: name -> (host, port)."""
+    found = {}
+    for listener in value.split(","):
+        name, _, address = listener.partition("://")
+        host, _, port = address.rpartition(":")
+        found[name] = (host, int(port))
+    return found
+
+
+OURS = ("encoder", "topics", "worker")
+
+
+def test_compose_is_secure_by_default(compose: dict) -> None:
+    services, secret_files = compose["services"], compose["secrets"]
+    # Every secret is a file that make-secrets.sh generates; no service gets one as a variable.
+    script = (COMPOSE / "make-secrets.sh").read_text()
+    for name, secret in secret_files.items():
+        assert secret["file"].startswith("./secrets/") and f"> {Path(secret['file']).name}" in script.replace(
+            "-out ", "> ").replace("-keyout ", "> "), name
+    for name, service in services.items():
+        for variable in service_env(service):
+            assert not SECRET_NAME.search(variable) or variable.endswith("__FILE") or variable == SECRETS_DIR_VARIABLE, (
+                f"{name}: {variable} must come from a file")
+    # The workers and the topics step: every secret setting from its file; Kafka over SASL_SSL,
+    # checked against the stack's CA.
+    for name in ("worker", "topics"):
+        mounts = secret_mounts(services[name], compose)
+        env = service_env(services[name])
+        assert env[SECRETS_DIR_VARIABLE] == "/run/secrets"
+        settings, _ = validate_settings(env, [Path(path).name for path in mounts if path.startswith("/run/secrets/")])
+        assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_password is not None
+        assert str(settings.kafka_ssl_cafile) in mounts
+        assert settings.qdrant_api_key is not None and settings.web_token is not None
+        assert settings.encoder.token is not None
+    # The encoder: its token from its file; media by path only from a read-only folder; by URL
+    # only from allowed hosts.
+    encoder_mounts = secret_mounts(services["encoder"], compose)
+    _, encoder = validate_settings(service_env(services["encoder"]), [Path(p).name for p in encoder_mounts])
+    assert encoder.token is not None and encoder.media_hosts
+    assert f"./media:{encoder.media_root}:ro" in services["encoder"]["volumes"] and (COMPOSE / "media").is_dir()
+    # Kafka: clients beyond the container speak SASL over TLS; anything in plain text listens on
+    # the container's loopback only; users and keystore from secrets; no port on the host.
+    kafka = services["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for name, (host, _) in listeners(kafka["KAFKA_LISTENERS"]).items():
+        assert protocols[name] == "SASL_SSL" or host == "127.0.0.1", name
+    assert set(kafka["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")) <= {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+    kafka_mounts = secret_mounts(services["kafka"], compose)
+    jaas = kafka["KAFKA_OPTS"].split("java.security.auth.login.config=")[1].split()[0]
+    assert jaas in kafka_mounts and f"/etc/kafka/secrets/{kafka['KAFKA_SSL_KEYSTORE_FILENAME']}" in kafka_mounts
+    assert "ports" not in services["kafka"]
+    # Qdrant needs its key (in the config file it reads over its defaults); Grafana has no default password.
+    assert secret_mounts(services["qdrant"], compose)["/qdrant/config/local.yaml"] == "./secrets/qdrant_local.yaml"
+    assert "api_key" in script.split("qdrant_local.yaml")[0].splitlines()[-1]
+    grafana = services["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] in secret_mounts(services["grafana"], compose)
+    # Our containers: read-only root, no capabilities, no privilege escalation (and non-root:
+    # the images' USER, checked above).
+    for name in OURS:
+        service = services[name]
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    # Only Prometheus and Grafana publish ports, on the host's loopback; the rest of the stack has
+    # no way out but the encoder's.
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert set(published) == {"prometheus", "grafana"}
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports)
+    assert compose["networks"]["backend"]["internal"] is True
+    for name in ("kafka", "qdrant", "topics", "worker"):
+        assert services[name]["networks"] == ["backend"], name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,18 +563,30 @@ def test_kubernetes_manifests_validate(manifests: dict[tuple[str, str], dict]) -
 
 
 def pod_env(container: dict, manifests: dict[tuple[str, str], dict]) -> dict[str, str]:
-    """The container's environment as Kubernetes gives it: envFrom, then env (secrets resolved)."""
+    """The container's environment as Kubernetes gives it: envFrom, then env."""
     env = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env.update(manifests[("ConfigMap", source["configMapRef"]["name"])]["data"])
     for variable in container.get("env", []):
+        assert "value" in variable or "fieldRef" in variable["valueFrom"], f"{variable['name']}: secrets are files"
         if "value" in variable:
             env[variable["name"]] = variable["value"]
-        elif "secretKeyRef" in variable["valueFrom"]:
-            reference = variable["valueFrom"]["secretKeyRef"]
-            env[variable["name"]] = manifests[("Secret", reference["name"])]["stringData"][reference["key"]]
     return env
+
+
+def mounted_secret_files(workload: dict, container: dict, env: dict[str, str]) -> list[str]:
+    """The files of Secrets the container sees in its secrets dir (COURSESTREAM_SECRETS_DIR)."""
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env[SECRETS_DIR_VARIABLE]]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    return [item["path"] for source in volume["projected"]["sources"] for item in source["secret"]["items"]]
+
+
+def pod_settings(workload: dict, manifests: dict[tuple[str, str], dict]) -> tuple[Settings, EncoderSettings]:
+    container = only_container(workload)
+    env = pod_env(container, manifests)
+    return validate_settings(env, mounted_secret_files(workload, container, env))
 
 
 def only_container(workload: dict) -> dict:
@@ -436,7 +608,7 @@ def test_worker_statefulset(manifests: dict[tuple[str, str], dict]) -> None:
     workload = manifests[("StatefulSet", "coursestream-worker")]
     service = manifests[("Service", workload["spec"]["serviceName"])]
     container = only_container(workload)
-    settings, _ = validate_settings(pod_env(container, manifests))
+    settings, _ = pod_settings(workload, manifests)
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"].items() <= workload["spec"]["template"]["metadata"]["labels"].items()
     # Probes, scrapes and the Service on the worker's web port; the canonical URL names this pod
@@ -452,27 +624,27 @@ def test_worker_statefulset(manifests: dict[tuple[str, str], dict]) -> None:
     assert declared.index("POD_NAMESPACE") < declared.index("COURSESTREAM_WEB_CANONICAL_URL")
     # State on the claim template's volume, at the data dir.
     (claim,) = workload["spec"]["volumeClaimTemplates"]
-    (mount,) = container["volumeMounts"]
-    assert mount["name"] == claim["metadata"]["name"] and Path(mount["mountPath"]) == settings.data_dir
-    # Production back ends, and no more workers than partitions to share.
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert Path(mount["mountPath"]) == settings.data_dir
+    # Production back ends, and no more workers than partitions to share; every secret from its file.
     assert settings.vector_store == "qdrant" and settings.qdrant_url and not settings.kafka_embedded
     assert settings.kafka_security_protocol.startswith("SASL") and settings.kafka_sasl_password is not None
-    assert settings.encoder.token is not None
+    assert settings.encoder.token is not None and settings.web_token is not None
+    assert settings.qdrant_api_key is not None
     assert workload["spec"]["replicas"] <= settings.partitions
 
 
 def test_encoder_deployment(manifests: dict[tuple[str, str], dict]) -> None:
     workload = manifests[("Deployment", "coursestream-encoder")]
     container = only_container(workload)
-    _, encoder = validate_settings(pod_env(container, manifests))
+    _, encoder = pod_settings(workload, manifests)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     port = encoder.port
     assert probes(container) == {"livenessProbe": ("/healthz", port), "readinessProbe": ("/readyz", port)}
     assert workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(encoder.port)
     assert encoder.host == "0.0.0.0" and encoder.token is not None
     # The workers' encoder URL is this Deployment's Service.
-    worker_container = only_container(manifests[("StatefulSet", "coursestream-worker")])
-    url = urlsplit(validate_settings(pod_env(worker_container, manifests))[0].encoder_url)
+    url = urlsplit(pod_settings(manifests[("StatefulSet", "coursestream-worker")], manifests)[0].encoder_url)
     service = manifests[("Service", url.hostname)]
     assert service["spec"]["selector"].items() <= workload["spec"]["template"]["metadata"]["labels"].items()
     (port,) = service["spec"]["ports"]
@@ -487,3 +659,140 @@ def test_qdrant_comes_from_its_helm_chart(manifests: dict[tuple[str, str], dict]
     url = urlsplit(manifests[("ConfigMap", "coursestream-config")]["data"]["COURSESTREAM_QDRANT_URL"])
     assert (url.hostname, url.port) == ("qdrant", 6333)
     assert "helm upgrade --install qdrant qdrant/qdrant" in (DEPLOY / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Security (Kubernetes, and deploy/ as a whole)
+
+
+def workloads(manifests: dict[tuple[str, str], dict]) -> dict[str, dict]:
+    return {name: document for (kind, name), document in manifests.items() if kind in ("StatefulSet", "Deployment")}
+
+
+def test_kubernetes_pods_are_locked_down(manifests: dict[tuple[str, str], dict]) -> None:
+    # kubectl apply -k applies no Secret: no example value can become a credential.
+    assert not [name for kind, name in manifests if kind == "Secret"]
+    namespace = manifests[("Namespace", "coursestream")]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for name, workload in workloads(manifests).items():
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+        assert context["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"], name
+            # The root is read-only: scratch space is an emptyDir at /tmp.
+            (tmp,) = [mount for mount in container["volumeMounts"] if mount["mountPath"] == "/tmp"]
+            assert any(volume["name"] == tmp["name"] and "emptyDir" in volume for volume in pod["volumes"]), name
+
+
+def test_the_encoder_reads_media_only_from_its_root_and_allowed_hosts(manifests: dict[tuple[str, str], dict]) -> None:
+    workload = manifests[("Deployment", "coursestream-encoder")]
+    _, encoder = pod_settings(workload, manifests)
+    assert encoder.media_root is not None and encoder.media_hosts
+    (mount,) = [m for m in only_container(workload)["volumeMounts"] if Path(m["mountPath"]) == encoder.media_root]
+    assert mount["readOnly"] is True
+
+
+def policies_for(manifests: dict[tuple[str, str], dict], labels: dict[str, str], kind: str) -> list[dict]:
+    """The NetworkPolicies of ``kind`` (Ingress, Egress) that select pods with ``labels``."""
+    return [policy for (k, _), policy in manifests.items() if k == "NetworkPolicy"
+            and kind in policy["spec"]["policyTypes"]
+            and policy["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()]
+
+
+def peers_and_ports(policies: list[dict], direction: str) -> tuple[list[dict], set[int]]:
+    rules = [rule for policy in policies for rule in policy["spec"].get(direction, [])]
+    peers = [peer for rule in rules for peer in rule.get("from" if direction == "ingress" else "to", [])]
+    ports = {port["port"] for rule in rules for port in rule.get("ports", [])}
+    return peers, ports
+
+
+def test_network_policies_deny_by_default_and_open_only_what_is_needed(manifests: dict[tuple[str, str], dict]) -> None:
+    policies = {name: policy for (kind, name), policy in manifests.items() if kind == "NetworkPolicy"}
+    deny = [p for p in policies.values() if p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) ==
+            {"Ingress", "Egress"} and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    assert deny, "a default-deny policy for every pod of the namespace"
+    worker_labels = workloads(manifests)["coursestream-worker"]["spec"]["template"]["metadata"]["labels"]
+    encoder_labels = workloads(manifests)["coursestream-encoder"]["spec"]["template"]["metadata"]["labels"]
+    settings, encoder = pod_settings(workloads(manifests)["coursestream-worker"], manifests)
+
+    def describe(peer: dict) -> str:
+        assert "ipBlock" not in peer, "no address ranges into the namespace"
+        selected = {**peer.get("namespaceSelector", {}).get("matchLabels", {}),
+                    **peer.get("podSelector", {}).get("matchLabels", {})}
+        assert selected, f"a peer selecting everything: {peer}"
+        if selected.items() >= worker_labels.items() and "namespaceSelector" not in peer:
+            return "workers"
+        return next(name for name in ("prometheus", "gateway") if name in selected.values())
+
+    # The workers' port: the workers, Prometheus and the gateway; nothing else, no other port.
+    peers, ports = peers_and_ports(policies_for(manifests, worker_labels, "Ingress"), "ingress")
+    assert ports == {settings.web_port} and sorted(map(describe, peers)) == ["gateway", "prometheus", "workers"]
+    # The encoder's port: the workers and Prometheus.
+    peers, ports = peers_and_ports(policies_for(manifests, encoder_labels, "Ingress"), "ingress")
+    assert ports == {encoder.port} and sorted(map(describe, peers)) == ["prometheus", "workers"]
+    # Qdrant (the chart's pods): the workers and Prometheus.
+    peers, ports = peers_and_ports(policies_for(manifests, {"app.kubernetes.io/name": "qdrant"}, "Ingress"), "ingress")
+    assert ports == {6333} and sorted(map(describe, peers)) == ["prometheus", "workers"]
+    # Out of the encoder: DNS, and HTTPS to public addresses only (media URLs).
+    peers, ports = peers_and_ports(policies_for(manifests, encoder_labels, "Egress"), "egress")
+    assert ports == {53, 443}
+    (public,) = [peer["ipBlock"] for peer in peers if "ipBlock" in peer]
+    assert public["cidr"] == "0.0.0.0/0"
+    for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.169.254/32", "127.0.0.1/32", "100.64.0.0/10"):
+        assert any(ipaddress.ip_network(private).subnet_of(ipaddress.ip_network(excluded)) for excluded in public["except"])
+    # Out of the workers: DNS, the other workers, the encoder, Qdrant and Kafka only.
+    peers, ports = peers_and_ports(policies_for(manifests, worker_labels, "Egress"), "egress")
+    assert not [peer for peer in peers if "ipBlock" in peer]
+    kafka_port = int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])
+    assert ports == {53, settings.web_port, encoder.port, 6333, kafka_port}
+
+
+def test_qdrant_needs_its_api_key_which_only_the_workers_mount(manifests: dict[tuple[str, str], dict]) -> None:
+    assert yaml.safe_load((K8S / "qdrant-values.yaml").read_text())["apiKey"] is True  # the chart generates it
+    for name, workload in workloads(manifests).items():
+        sources = [source["secret"] for volume in workload["spec"]["template"]["spec"]["volumes"]
+                   for source in volume.get("projected", {}).get("sources", [])]
+        qdrant = [item for source in sources if source["name"] == "qdrant-apikey" for item in source["items"]]
+        assert qdrant == ([{"key": "api-key", "path": "COURSESTREAM_QDRANT_API_KEY"}] if name == "coursestream-worker"
+                          else []), name
+
+
+def secret_values(node: object) -> Iterator[tuple[str, object]]:
+    """(key, value) of every mapping entry under ``node`` whose key names a secret."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and SECRET_NAME.search(key) and not isinstance(value, (dict, list)):
+                yield key, value
+            yield from secret_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from secret_values(item)
+
+
+def test_no_secret_value_and_no_example_secret_anywhere_under_deploy() -> None:
+    for path in deploy_files():
+        text = path.read_text()
+        # No defaulted secret (like ${GRAFANA_ADMIN_PASSWORD:-admin}) and no example value.
+        assert not re.search(r"\$\{\w*(PASSWORD|TOKEN|API_?KEY|SECRET)\w*:-", text), path
+        if path.suffix in (".yaml", ".yml"):
+            # A secret is a file (its path), or generated by its chart (apiKey: true); never a value
+            # here. (Switches like automountServiceAccountToken: false are not secrets.)
+            held = [(key, value) for document in yaml.safe_load_all(text) for key, value in secret_values(document)
+                    if not isinstance(value, bool) and not (isinstance(value, str) and value.startswith("/"))]
+            assert not held, f"{path.relative_to(ROOT)}: {held}"
+
+
+def test_every_topic_has_a_retention() -> None:
+    settings = validate_settings({})[0]
+    configs = topic_configs(settings)
+    assert set(configs) == set(topic_names(settings))
+    day_ms = 24 * 3600 * 1000
+    for topic in (settings.topic_learner_events, settings.topic_recommendations, settings.topic_dead_letter):
+        assert int(configs[topic]["retention.ms"]) == settings.learner_data_retention_days * day_ms
+    for topic, config in configs.items():
+        assert config.get("cleanup.policy") == "compact" or int(config["retention.ms"]) > 0, topic

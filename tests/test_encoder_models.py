@@ -11,6 +11,7 @@ import csv
 import functools
 import http.server
 import io
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +31,6 @@ from encoders.video import VideoEncoder
 pytestmark = pytest.mark.model
 
 SUBJECTS = ["Computer Science", "Language", "Math", "Economics & Finance", "History", "Biology & Life Sciences"]
-
-
-@pytest.fixture(scope="session")
-def encoders() -> Encoders:
-    return Encoders.load(EncoderSettings())
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +135,8 @@ def test_course_vectors_pool_images_and_video(encoders: Encoders, tmp_path: Path
 
     async def embed() -> list:
         async with Embedder(EncoderSettings(), encoders) as embedder:
-            return await embedder.embed(
-                [Course("text-only", "Python"), Course("cat", "Cats", [photo("chelsea")], frames)]
-            )
+            pictures = [*await embedder.embed_pictures([photo("chelsea")]), await embedder.embed_video(frames)]
+            return await embedder.embed([Course("text-only", "Python"), Course("cat", "Cats", pictures)])
 
     text_only, cat = asyncio.run(embed())
     assert set(text_only) == {"text", "fused"} and set(cat) == {"text", "image", "fused"}
@@ -167,28 +162,35 @@ def test_health_readiness_metrics_and_info(service: ServiceHandle, encoders: Enc
         assert f"coursestream_encoder_{name}" in metrics.text
 
 
-def test_embed_images_by_data_path_and_url_and_a_video(service: ServiceHandle, tmp_path: Path) -> None:
+def test_embed_images_by_data_path_and_url_and_a_video(encoders: Encoders, tmp_path: Path) -> None:
     (tmp_path / "cat.jpg").write_bytes(jpeg(photo("chelsea")))
     video = write_video(tmp_path / "v.mp4", [photo("rocket")])
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as media_server:
         threading.Thread(target=media_server.serve_forever, daemon=True).start()
+        # Paths under an explicit root; URLs from an allowed host, here on loopback, which must be allowed too.
+        settings = EncoderSettings(media_root=tmp_path, media_hosts=[f"127.0.0.1:{media_server.server_port}"],
+                                   media_networks=["127.0.0.1/32"])
         items = [
             {"id": "by-data", "title": "Cats", "images": [{"data": base64.b64encode(jpeg(photo("chelsea"))).decode()}]},
             {"id": "by-path", "title": "Cats", "images": [{"path": str(tmp_path / "cat.jpg")}]},
+            {"id": "by-relative-path", "title": "Cats", "images": [{"path": "cat.jpg"}]},
             {"id": "by-url", "title": "Cats", "images": [{"url": f"http://127.0.0.1:{media_server.server_port}/cat.jpg"}]},
             {"id": "video", "title": "Rockets", "video": {"path": str(video), "transcript": "Lift-off."}},
             {"id": "text", "title": "Cats", "description": "All about cats."},
         ]
-        response = httpx.post(f"{service.url}/v1/embed", json={"items": items}, timeout=60)
+        with serve_in_background(settings, encoders=encoders) as service:
+            service.wait_ready()
+            response = httpx.post(f"{service.url}/v1/embed", json={"items": items}, timeout=60)
+            info = httpx.get(f"{service.url}/v1/info").json()
         media_server.shutdown()
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == httpx.get(f"{service.url}/v1/info").json()["model_version"]
+    assert body["model_version"] == info["model_version"]
     vectors = {item["id"]: {k: np.array(v) for k, v in item["vectors"].items()} for item in body["items"]}
     assert "image" not in vectors["text"] and len(vectors["text"]["fused"]) == 1664
     cat = vectors["by-data"]["image"]
-    for same in ("by-path", "by-url"):
+    for same in ("by-path", "by-relative-path", "by-url"):
         assert cat @ vectors[same]["image"] > 0.999
     assert cat @ vectors["video"]["image"] < 0.5
 
@@ -205,14 +207,15 @@ def test_not_ready_when_the_models_fail_to_load() -> None:
 
 
 def test_bad_token_is_refused(encoders: Encoders) -> None:
-    with serve_in_background(EncoderSettings(token="s3cret"), encoders=encoders) as service:
+    token = secrets.token_hex(16)
+    with serve_in_background(EncoderSettings(token=token), encoders=encoders) as service:
         service.wait_ready()
         body = {"items": [{"id": "a", "title": "Python"}]}
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"}):
             response = httpx.post(f"{service.url}/v1/embed", json=body, headers=headers)
             assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
         assert httpx.get(f"{service.url}/v1/info").status_code == 401
-        ok = httpx.post(f"{service.url}/v1/embed", json=body, headers={"Authorization": "Bearer s3cret"})
+        ok = httpx.post(f"{service.url}/v1/embed", json=body, headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
 
 

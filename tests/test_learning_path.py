@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ def test_path_command_orders_what_is_left_over_the_real_graph(shared_data, broke
                for c in full]
 
     pipeline = new_pipeline(broker, encoder_service, tmp_path)
+    token = secrets.token_hex(32)
+    pipeline.env["COURSESTREAM_WEB_TOKEN"] = token  # the command sends it
     worker = pipeline.worker()
     try:
         pipeline.index(courses, worker)
@@ -44,7 +47,8 @@ def test_path_command_orders_what_is_left_over_the_real_graph(shared_data, broke
             time.sleep(0.5)
         printed = subprocess.run(
             [sys.executable, "-m", "streams", "path", "ada", goal, "--worker-url", url],
-            cwd=PROJECT_ROOT, env={**os.environ}, capture_output=True, text=True, timeout=60,
+            cwd=PROJECT_ROOT, env={**os.environ, "COURSESTREAM_WEB_TOKEN": token}, capture_output=True, text=True,
+            timeout=60,
         )
     finally:
         worker.stop()

@@ -1,13 +1,22 @@
 """Two workers in one group split the partitions; both publish; either answers the read API
-for any learner; the metrics endpoint exposes the named series with sensible values."""
+for any learner, to the operator or to the learner's own token only; the metrics endpoint exposes
+the named series with sensible values."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
+import secrets
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 from online.events import Recommendation
@@ -44,13 +53,40 @@ def wait_ready(urls: list[str], workers: list[WorkerProcess], timeout_s: float =
         time.sleep(1.0)
 
 
+class Platform:
+    """The platform that signs learner tokens (ES256), and the worker settings that trust it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.public_key = folder / "platform-public.pem"
+        self.public_key.write_bytes(self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.operator_token = secrets.token_hex(32)
+
+    def env(self) -> dict[str, str]:
+        return {"COURSESTREAM_WEB_TOKEN": self.operator_token, "COURSESTREAM_WEB_JWT_PUBLIC_KEY": str(self.public_key)}
+
+    def learner_token(self, user: str, key: ec.EllipticCurvePrivateKey | None = None, **claims: object) -> str:
+        claims = {"sub": user, "aud": "coursestream", "exp": int(time.time()) + 300, **claims}
+        return jwt.encode(claims, key or self.key, algorithm="ES256")
+
+    def operator(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.operator_token}"}
+
+    def learner(self, user: str, **claims: object) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.learner_token(user, **claims)}"}
+
+
 def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encoder_service, tmp_path) -> None:
     pipeline = new_pipeline(broker, encoder_service, tmp_path, partitions=4)
+    platform = Platform(tmp_path)
     s = pipeline.settings
-    envs = [{**pipeline.env, "COURSESTREAM_WEB_PORT": str(free_port()),
+    envs = [{**pipeline.env, **platform.env(), "COURSESTREAM_WEB_PORT": str(free_port()),
              "COURSESTREAM_DATA_DIR": str(tmp_path / f"state{i}")} for i in range(2)]
     urls = [f"http://127.0.0.1:{env['COURSESTREAM_WEB_PORT']}" for env in envs]
-    workers = [WorkerProcess(env, tmp_path / f"worker{i}.log").start() for i, env in enumerate(envs)]
+    # Logging at info: the access log is on, and must not name learners.
+    workers = [WorkerProcess(env, tmp_path / f"worker{i}.log", ("streams", "worker", "--loglevel", "info")).start()
+               for i, env in enumerate(envs)]
     try:
         wait_ready(urls, workers)
         catalogue = list(oulad_catalogue(SAMPLE))
@@ -79,16 +115,57 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
 
         last = {rec.user_id: rec for rec in recs}  # per learner, the output topic is in order
         per_user = Counter(e.user_id for e in events)
-        for user in list(per_user)[:8]:
+        users = list(per_user)[:8]
+        for user in users:
             for url in urls:  # either worker answers, whichever owns the learner
-                answer = httpx.get(f"{url}/recommendations/{user}")
-                assert answer.status_code == 200, answer.text
-                assert Recommendation.model_validate_json(answer.content) == last[user]
-                summary = httpx.get(f"{url}/profiles/{user}").json()
-                assert summary["events"] == per_user[user]
-                assert summary["recent_courses"] and summary["interests"]
-                assert 0 < summary["mastery"]["overall"] < 1
-        assert httpx.get(f"{urls[0]}/recommendations/nobody").status_code == 404
+                for credentials in (platform.operator(), platform.learner(user)):
+                    answer = httpx.get(f"{url}/recommendations/{user}", headers=credentials)
+                    assert answer.status_code == 200, answer.text
+                    assert Recommendation.model_validate_json(answer.content) == last[user]
+                    summary = httpx.get(f"{url}/profiles/{user}", headers=credentials).json()
+                    assert summary["events"] == per_user[user]
+                    assert summary["recent_courses"] and summary["interests"]
+                    assert 0 < summary["mastery"]["overall"] < 1
+        assert httpx.get(f"{urls[0]}/recommendations/nobody", headers=platform.operator()).status_code == 404
+        check_read_api_security(urls, platform, users[0], users[1])
     finally:
         for worker in workers:
             worker.stop()
+    # The access log names routes, never learners.
+    for worker in workers:
+        routes = [line for line in worker.log().splitlines() if "streams.web.access" in line or "GET /" in line]
+        assert any("GET /profiles/{user_id} 200" in line for line in routes)
+        assert all(not re.search(r"/(profiles|recommendations|paths)/(?!\{user_id\})", line) for line in routes), routes
+
+
+def check_read_api_security(urls: list[str], platform: Platform, user: str, other: str) -> None:
+    """401 without valid credentials, 403 with another learner's, on either worker (whether it
+    owns the learner or forwards); ids checked; a forwarded path is not re-interpreted."""
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    for url in urls:
+        for path in (f"/profiles/{user}", f"/recommendations/{user}", f"/paths/{user}/some-course"):
+            for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": f"Basic {platform.operator_token}"},
+                            {"Authorization": "Bearer not-a-token"},
+                            {"Authorization": f"Bearer {platform.learner_token(user, stranger)}"},
+                            platform.learner(user, exp=int(time.time()) - 3600),
+                            platform.learner(user, aud="another-service")):
+                refused = httpx.get(url + path, headers=headers)
+                assert refused.status_code == 401, (path, headers, refused.text)
+                assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert httpx.get(url + path, headers=platform.learner(other)).status_code == 403
+        assert httpx.get(f"{url}/profiles/{user}%01", headers=platform.operator()).status_code == 422
+        assert httpx.get(f"{url}/profiles/{'x' * 300}", headers=platform.operator()).status_code == 422
+        # Health and metrics stay open to probes and Prometheus.
+        assert httpx.get(f"{url}/readyz").status_code == 200 and httpx.get(f"{url}/metrics").status_code == 200
+        # A path that smuggles another learner's route, encoded or with dot segments, through the
+        # learner's own path endpoint reaches no profile: the owner gets the raw path, or none.
+        for smuggled in (f"/paths/{user}/..%2F..%2Fprofiles%2F{other}", f"/paths/{user}/../../profiles/{other}"):
+            host, port = url.removeprefix("http://").split(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            connection.request("GET", smuggled, headers=platform.learner(user))  # sent as is, not normalised
+            answer = connection.getresponse()
+            body = answer.read()
+            connection.close()
+            assert answer.status in (200, 400, 404, 409), (smuggled, answer.status, body)
+            if answer.status == 200:  # the learner's own path to a goal of that odd name
+                assert set(json.loads(body)) == {"user_id", "goal", "path"} and json.loads(body)["user_id"] == user

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.contrib.asgi import serve_asgi
 
 from online.difficulty import sigmoid
 from online.events import utcnow
@@ -17,7 +16,8 @@ from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.recommender import Recommender
 from streams.vectorstore import Search
-from streams.web import create_api
+from streams.auth import Authenticator
+from streams.web import create_api, serve_api
 from streams.worker.app import app, latest_recommendations, learned, profiles, settings
 from streams.worker.course_index import course_index
 from streams.worker.learn import Wanted
@@ -107,6 +107,6 @@ async def cold_start(user_id: str, context: str) -> dict[str, Any]:
 
 
 if settings.web_enabled:
-    serve_asgi(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
-                               ReadThrough(latest_recommendations, unwritten.latest_row),
-                               describe_profile, learning_path, cold_start))
+    serve_api(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
+                              ReadThrough(latest_recommendations, unwritten.latest_row),
+                              describe_profile, learning_path, cold_start, auth=Authenticator.from_settings(settings)))

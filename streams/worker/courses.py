@@ -53,15 +53,37 @@ async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
         await course_indexed.send(key=point.course_id.encode(), value=notice.model_dump_json().encode())
 
 
-async def park(content: CourseContent, attempts: int, error: Exception) -> None:
-    """Put content the encoder cannot take now on the retry topic, with a growing, jittered delay."""
+async def park(message: Message, content: CourseContent, parked: ParkedContent | None, error: EncoderUnavailable) -> None:
+    """Put content the encoder cannot take now on the retry topic, with a growing, jittered delay;
+    after ``content_max_failures`` failures of the encoder on it, to the dead-letter topic instead."""
+    attempts = parked.attempts + 1 if parked else 1
+    failures = (parked.failures if parked else 0) + error.failed_on_content
+    if failures >= settings.content_max_failures:
+        reason = f"the encoder failed {failures} times while handling this course (of {attempts} attempts): {error}"
+        await dead_letter(message, reason, "EncoderFailed")
+        return
     delay = min(settings.retry_max_s, settings.retry_initial_s * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-    parked = ParkedContent(
-        content=content, attempts=attempts, retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000]
-    )
+    parked = ParkedContent(content=content, attempts=attempts, failures=failures,
+                           retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000])
     metrics.courses_parked.inc()
     log.warning("parked course %s (attempt %d, retry in %.0fs): %s", content.course_id, attempts, delay, error)
     await content_retry.send(key=content.course_id.encode(), value=parked.model_dump_json().encode())
+
+
+async def index_contents(valid: Sequence[tuple[Message, CourseContent]]) -> None:
+    """Index a batch of content; one the encoder refuses is tried course by course, so that a bad
+    course goes to the dead letters alone; what the encoder cannot take now is parked."""
+    try:
+        await _index_and_announce([content for _, content in valid])
+    except EncoderRejected as error:
+        if len(valid) > 1:
+            for one in valid:
+                await index_contents([one])
+        else:
+            await dead_letter(valid[0][0], str(error), type(error).__name__)
+    except EncoderUnavailable as error:
+        for message, content in valid:
+            await park(message, content, None, error)
 
 
 @app.agent(course_content)
@@ -74,21 +96,14 @@ async def index_courses(stream: faust.StreamT) -> None:
                 valid.append((event.message, parse_course_content(event.message.value)))
             except InvalidEvent as error:
                 await dead_letter(event.message, str(error), "InvalidEvent")
-        if not valid:
-            continue
-        try:
-            await _index_and_announce([content for _, content in valid])
-        except EncoderRejected as error:
-            for message, _ in valid:
-                await dead_letter(message, str(error), type(error).__name__)
-        except EncoderUnavailable as error:
-            for _, content in valid:
-                await park(content, 1, error)
+        if valid:
+            await index_contents(valid)
 
 
 @app.agent(content_retry)
 async def retry_parked_courses(stream: faust.StreamT) -> None:
-    """Parked content -> wait until its retry time -> index, or park again: never lost."""
+    """Parked content -> wait until its retry time -> index, or park again (dead-lettered once the
+    encoder failed on it ``content_max_failures`` times)."""
     async for event in stream.events():
         try:
             parked = ParkedContent.model_validate_json(event.message.value)
@@ -103,7 +118,7 @@ async def retry_parked_courses(stream: faust.StreamT) -> None:
         except EncoderRejected as error:
             await dead_letter(event.message, str(error), type(error).__name__)
         except EncoderUnavailable as error:
-            await park(parked.content, parked.attempts + 1, error)
+            await park(event.message, parked.content, parked, error)
 
 
 @app.task
