@@ -56,6 +56,15 @@ class RowCache:
             self._values[slot] = self._load(key)
         return self._values[slot].copy()
 
+    def view(self, key: str) -> np.ndarray:
+        """The row of one key as a view, for a caller that changes it in place (and writes its
+        mapping itself); valid until the next key is read."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slot(key)
+            self._values[slot] = self._load(key)
+        return self._values[slot]
+
     def set(self, key: str, values: Sequence[float] | np.ndarray) -> None:
         """Record what the model just wrote to its mapping."""
         slot = self._slots.get(key)

@@ -4,13 +4,15 @@ explanations, and state that a stream processor's tables can hold."""
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from river import optim, reco
 
 from online.events import ClickEvent, QuizEvent, RecommendedItem
-from online.factorization import CourseFactors
+from online.factorization import CourseFactors, _initial
 from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import (
     COLUMN,
@@ -202,3 +204,34 @@ def test_latent_factors_learn_the_same_after_a_restart() -> None:
     uses(restarted, learners_again, 40)
     assert stored == json.loads(json.dumps(table))
     assert all(np.array_equal(learners[u], learners_again[u]) for u in learners)
+
+
+def test_course_factors_take_rivers_funkmf_steps_to_the_bit() -> None:
+    """CourseFactors writes FunkMF's SGD step on arrays; river's FunkMF, given the same initial
+    factors and the same examples, ends with the very same numbers."""
+    factors = CourseFactors(n_factors=6, learning_rate=0.05, l2=0.001, negatives=3)
+    river_mf = reco.FunkMF(n_factors=6, optimizer=optim.SGD(0.05), l2=0.001)
+    learners: dict[str, np.ndarray | None] = {"ann": None, "bob": None}
+    used: dict[str, set[str]] = {"ann": set(), "bob": set()}
+    courses = [f"c{i}" for i in range(12)]
+    for step in range(200):
+        learner, course = ("ann", "bob")[step % 2], courses[(step * 7) % 12]
+        used[learner].add(course)
+        seen = set(factors.table)
+        before = learners[learner]
+        learners[learner] = factors.learn_one(before, course, used[learner].__contains__, seed=f"e{step}")
+        # replay the same examples through river: the positive, then the negatives drawn from the same seed
+        for c in [course, *[c for c in factors.table if c not in seen and c != course]]:
+            river_mf.i_latents.setdefault(c, _initial(c, 6))
+        river_mf.u_latents[learner] = _initial(f"e{step}", 6) if before is None else np.asarray(before, dtype=np.float64)
+        river_mf.learn_one(learner, course, 1.0)
+        rng, known = random.Random(f"e{step}"), sorted(factors.table, key=lambda c: factors.table[c]["n"])
+        for _ in range(3 if len(known) > 1 else 0):
+            for _attempt in range(10):
+                other = known[rng.randrange(len(known))]
+                if other != course and other not in used[learner]:
+                    river_mf.learn_one(learner, other, 0.0)
+                    break
+        assert np.array_equal(learners[learner], river_mf.u_latents[learner].astype(np.float32))
+    for c in factors.table:
+        assert factors.table[c]["v"] == river_mf.i_latents[c].tolist()
