@@ -142,7 +142,8 @@ def evaluate(
     ] = None,
     policies: Annotated[
         Optional[str],
-        typer.Option(help="Comma-separated: coursestream (the project's) and baselines by name (default: all)."),
+        typer.Option(help="Comma-separated: coursestream and coursestream-diverse (the project's variants) and"
+                          " baselines by name (default: all)."),
     ] = None,
     k: Annotated[int, typer.Option("--k", help="Length of each list (the K of the metrics).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the policies that draw random numbers.")] = 0,
@@ -163,7 +164,9 @@ def evaluate(
     """Prequential (test-then-train) evaluation of the project's policy and the baselines over a log.
 
     At each step, every policy recommends K of the learner's candidates, is scored against what the
-    learner did next (Recall@K, NDCG@K, MRR, coverage, prerequisite violations), then learns.
+    learner did next (Recall@K, precision@K, F1@K, hit rate, NDCG@K, MRR, coverage, prerequisite
+    violations; overall and for new learners against the rest), then learns. On quiz logs it also
+    scores the knowledge model's next-answer predictions (AUC, RMSE, log-loss).
     """
     from online.sources import READERS, detect_format
     from streams.evaluation import POLICY_NAMES, evaluate_log

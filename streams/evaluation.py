@@ -28,6 +28,13 @@ tables. What makes its lists the in-process lists, and nothing else:
 
 The answered lists then go through the same harness as a policy that replays them
 (:class:`AnsweredPolicy`), so the metrics are computed by the same code as in-process.
+
+**Variants.** ``coursestream`` is the worker's ``reranked-v3`` policy, ``coursestream-diverse``
+its ``reranked-diverse-v3`` (:data:`PROJECT_VARIANTS`); the diverse one always runs in-process.
+
+**Knowledge.** On a log with quiz answers marked right or wrong (EdNet), the report also gives
+the knowledge model's next-answer AUC, RMSE and log-loss against its baselines
+(``online.evaluation.knowledge``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -51,6 +59,7 @@ from aiokafka import AIOKafkaConsumer
 
 from encoders.settings import EncoderSettings
 from online.evaluation import BASELINES, Block, Report, Steps, evaluate, oulad_steps, prequential_steps
+from online.evaluation.knowledge import knowledge_report
 from online.evaluation.recommender_policy import RecommenderPolicy, step_id
 from online.events import (
     MAX_RANK_CANDIDATES,
@@ -65,7 +74,7 @@ from online.events import (
     utcnow,
 )
 from online.profile import LearnerProfile
-from online.recommender import RERANKED
+from online.recommender import DIVERSE, RERANKED
 from online.sources import ednet_catalogue, open_log, oulad_catalogue
 from streams.demo import WorkerProcess, embedded_env, settings_from
 from streams.embedded_broker import EmbeddedBroker
@@ -77,8 +86,10 @@ from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
 
 #: The project's policy, by the name its reports use.
 PROJECT_POLICY = RecommenderPolicy.name
-#: Every policy ``coursestream evaluate`` can run: the project's and the baselines.
-POLICY_NAMES = (PROJECT_POLICY, *BASELINES)
+#: The project's ranking variants (A/B policies of the worker), by report name.
+PROJECT_VARIANTS = {PROJECT_POLICY: RERANKED, f"{PROJECT_POLICY}-diverse": DIVERSE}
+#: Every policy ``coursestream evaluate`` can run: the project's variants and the baselines.
+POLICY_NAMES = (*PROJECT_VARIANTS, *BASELINES)
 #: The learner the worker is asked about first: its answer says the worker is up and which model it ranks with.
 PROBE_USER = "coursestream-evaluation-probe"
 #: Model wheels whose version is part of a catalogue cache's key.
@@ -159,11 +170,13 @@ def read_catalogue(store_path: Path, course_ids: Iterable[str], using: str) -> d
         store.close()
 
 
-def project_policy(points: Mapping[str, CoursePoint], using: str) -> Callable[[], RecommenderPolicy]:
-    """A factory of the project's policy over the stored catalogue, as the evaluation worker is configured."""
+def project_policy(
+    points: Mapping[str, CoursePoint], using: str, policy: str = RERANKED
+) -> Callable[[], RecommenderPolicy]:
+    """A factory of the project's ``policy`` over the stored catalogue, as the evaluation worker is configured."""
     catalogue = {course_id: dict(point.payload) for course_id, point in points.items()}
     vectors = {course_id: point.vectors[using] for course_id, point in points.items()}
-    return lambda: RecommenderPolicy(catalogue, vectors, policy=RERANKED, explore_share=0.0)
+    return lambda: RecommenderPolicy(catalogue, vectors, policy=policy, explore_share=0.0)
 
 
 def seeded(factory: Callable[[], object], seed: int) -> Callable[[], object]:
@@ -307,14 +320,18 @@ def rank_through_kafka(
 # ------------------------------------------------------------------------ the command
 
 
+def _reader_options(format: str, max_learners: int | None) -> dict[str, int]:
+    """What a generic log's reader takes of the command's options."""
+    return {"max_learners": max_learners} if format.startswith("ednet") and max_learners else {}
+
+
 def evaluation_steps(
     source: Path, format: str, presentations: Sequence[tuple[str, str]], last_day: int | None, max_learners: int | None
 ) -> Steps:
     """The harness's steps over a log: OULAD's daily protocol, or the generic prequential one."""
     if format == "oulad":
         return oulad_steps(source, presentations, last_day=last_day, max_learners=max_learners)
-    options = {"max_learners": max_learners} if format.startswith("ednet") and max_learners else {}
-    steps = prequential_steps(open_log(source, format, **options))
+    steps = prequential_steps(open_log(source, format, **_reader_options(format, max_learners)))
     steps.name = f"{format} {source.name}"
     return steps
 
@@ -382,11 +399,14 @@ def evaluate_log(
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}")
     steps = evaluation_steps(source, format, presentations, last_day, max_learners)
     factories = {name: seeded(BASELINES[name], seed) for name in policies if name in BASELINES}
-    if PROJECT_POLICY in policies:
+    variants = [name for name in PROJECT_VARIANTS if name in policies]
+    project: dict[str, Callable[[], object]] = {}
+    if variants:
         contents = catalogue_contents(source, format, presentations, courses)
         cache = cache or settings.data_dir / "evaluation"
         using = settings.ranking_vector
-        if through_kafka:
+        points = None
+        if through_kafka and PROJECT_POLICY in variants:
             _check_rankable(steps, contents)
             steps.blocks = list(steps.blocks)
             with contextlib.ExitStack() as stack:
@@ -404,12 +424,18 @@ def evaluate_log(
                 answers = rank_through_kafka(steps.blocks, store_path, k, bootstrap_servers=bootstrap_servers,
                                              encoder_url=encoder_url, workdir=workdir, using=using)
             print(f"the worker answered {len(answers):,} rank requests in {time.monotonic() - started:.1f} s", flush=True)
-            project: Callable[[], object] = lambda: AnsweredPolicy(answers)
+            project[PROJECT_POLICY] = lambda: AnsweredPolicy(answers)
             steps.name += f"; {PROJECT_POLICY} through the broker and a worker"
+            if len(variants) > 1:
+                points = read_catalogue(store_path, (c.course_id for c in contents), using)
         elif contents is not None:
             store_path = catalogue_store(contents, cache, settings.encoder, encoder_url)
-            project = project_policy(read_catalogue(store_path, (c.course_id for c in contents), using), using)
-        else:
-            project = RecommenderPolicy  # no content to embed: no similarity, no payloads
-        factories = {PROJECT_POLICY: project, **factories}
-    return evaluate(steps, factories, k=k, window=window, audit=audit)
+            points = read_catalogue(store_path, (c.course_id for c in contents), using)
+        for name in variants:
+            if name not in project:
+                project[name] = (project_policy(points, using, PROJECT_VARIANTS[name]) if points is not None
+                                 else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name]))
+    report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit)
+    if format != "oulad":  # OULAD's assessments are scores, not answers marked right or wrong
+        report.knowledge = knowledge_report(open_log(source, format, **_reader_options(format, max_learners))) or {}
+    return report

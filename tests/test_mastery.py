@@ -23,12 +23,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from online.difficulty import QuestionDifficulty
+from online.evaluation.knowledge import RunningMean, roc_auc
 from online.mastery import KnowledgeState, MasteryModel
 
 
@@ -72,43 +72,6 @@ def read_ednet_kt1(folder: Path) -> list[list[Answer]]:
                 )
     ordered = sorted(answers, key=lambda a: (a.timestamp, a.user, a.solving_id, a.question))
     return [list(bundle) for _, bundle in itertools.groupby(ordered, key=lambda a: (a.timestamp, a.user))]
-
-
-def roc_auc(labels: list[bool], scores: list[float]) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    y = np.asarray(labels, dtype=bool)
-    _, tie_group, tie_counts = np.unique(
-        np.asarray(scores, dtype=float), return_inverse=True, return_counts=True
-    )
-    ranks = (np.cumsum(tie_counts) - (tie_counts - 1) / 2.0)[tie_group]
-    positives, negatives = int(y.sum()), int((~y).sum())
-    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-class RunningMean:
-    """Baseline: running fraction correct per key, shrunk towards the overall running fraction."""
-
-    def __init__(self, key: str, prior_answers: float = 5.0) -> None:
-        self.key = key
-        self.prior_answers = prior_answers
-        self.correct: dict[str, float] = {}
-        self.answers: dict[str, int] = {}
-        self.all_correct = 0.0
-        self.all_answers = 0
-
-    def predict_proba_one(self, x: dict) -> dict[bool, float]:
-        prior = (self.all_correct + 1.0) / (self.all_answers + 2.0)
-        key = x[self.key]
-        correct = self.correct.get(key, 0.0) + self.prior_answers * prior
-        p = correct / (self.answers.get(key, 0) + self.prior_answers)
-        return {True: p, False: 1.0 - p}
-
-    def learn_one(self, x: dict, y: bool) -> None:
-        key = x[self.key]
-        self.correct[key] = self.correct.get(key, 0.0) + y
-        self.answers[key] = self.answers.get(key, 0) + 1
-        self.all_correct += y
-        self.all_answers += 1
 
 
 @pytest.fixture(scope="module")

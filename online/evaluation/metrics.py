@@ -12,6 +12,10 @@ return fewer items; the missing places count as misses).
 0.3869
 >>> reciprocal_rank(recommended, relevant)     # first hit at rank 2
 0.5
+>>> round(precision_at_k(recommended, relevant, k=3), 4), hit_at_k(recommended, relevant, k=3)
+(0.3333, 1.0)
+>>> round(f1_at_k(recommended, relevant, k=3), 4)   # harmonic mean of 1/3 and 1/2
+0.4
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+#: The per-step metrics, in the order of :func:`step_scores` (and of the report).
+PER_STEP = ("recall", "precision", "f1", "hit_rate", "ndcg", "mrr")
 #: The metrics reported for every policy, in report order.
-METRICS = ("recall", "ndcg", "mrr", "coverage", "prerequisite_violations")
+METRICS = (*PER_STEP, "coverage", "prerequisite_violations")
 
 PrerequisitesMet = Callable[[str, frozenset[str]], bool]
 """Says whether a recommended course's prerequisites are met: ``(course_id, taken) -> bool``."""
@@ -52,6 +58,34 @@ def recall_at_k(recommended: Sequence[str], relevant: Collection[str], k: int) -
         return 0.0
     hits = sum(1 for item in recommended[:k] if item in relevant)
     return hits / min(k, len(relevant))
+
+
+def precision_at_k(recommended: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """Hits in the first ``k`` over ``k`` (a shorter list's missing places are misses).
+
+    >>> precision_at_k(["a", "b"], {"a"}, k=4)
+    0.25
+    """
+    return sum(1 for item in recommended[:k] if item in relevant) / k
+
+
+def f1_at_k(recommended: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """The harmonic mean of :func:`precision_at_k` and :func:`recall_at_k`; 0.0 without a hit.
+
+    >>> f1_at_k(["a", "b"], {"a", "b"}, k=2), f1_at_k(["a", "b"], {"c"}, k=2)
+    (1.0, 0.0)
+    """
+    precision, recall = precision_at_k(recommended, relevant, k), recall_at_k(recommended, relevant, k)
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def hit_at_k(recommended: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """1.0 if any of the first ``k`` is relevant, else 0.0: its mean over steps is the hit rate.
+
+    >>> hit_at_k(["a", "b"], {"b"}, k=2), hit_at_k(["a", "b"], {"b"}, k=1)
+    (1.0, 0.0)
+    """
+    return float(any(item in relevant for item in recommended[:k]))
 
 
 def ndcg_at_k(recommended: Sequence[str], relevant: Collection[str], k: int) -> float:
@@ -106,3 +140,23 @@ def prerequisite_violations(
     (1, 0)
     """
     return sum(1 for item in recommended if not prerequisites_met(item, taken))
+
+
+def step_scores(
+    recommended: Sequence[str], relevant: Collection[str], k: int, taken: frozenset[str],
+    prerequisites_met: PrerequisitesMet,
+) -> tuple[float, ...]:
+    """One step's :data:`PER_STEP` metrics, then its prerequisite violations (a count).
+
+    >>> step_scores(["a", "b"], {"b"}, 2, frozenset(), no_prerequisites)
+    (1.0, 0.5, 0.6666666666666666, 1.0, 0.6309297535714575, 0.5, 0)
+    """
+    return (
+        recall_at_k(recommended, relevant, k),
+        precision_at_k(recommended, relevant, k),
+        f1_at_k(recommended, relevant, k),
+        hit_at_k(recommended, relevant, k),
+        ndcg_at_k(recommended, relevant, k),
+        reciprocal_rank(recommended, relevant, k),
+        prerequisite_violations(recommended, taken, prerequisites_met),
+    )

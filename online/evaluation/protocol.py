@@ -47,19 +47,14 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from online.events import ClickEvent, QuizEvent, VideoEvent
-from online.evaluation.metrics import (
-    METRICS,
-    PrerequisitesMet,
-    ndcg_at_k,
-    no_prerequisites,
-    prerequisite_violations,
-    recall_at_k,
-    reciprocal_rank,
-)
+from online.evaluation.metrics import METRICS, PrerequisitesMet, no_prerequisites, step_scores
 from online.evaluation.report import Report
 from online.sources import InvalidRow, oulad_catalogue, presentation_start, read_oulad
 
 Event = ClickEvent | VideoEvent | QuizEvent
+#: A learner is new while fewer events than this were learned of them: the report gives the
+#: steps of new learners and of the rest separately (cold start against warm).
+NEW_LEARNER_EVENTS = 5
 
 
 @runtime_checkable
@@ -400,11 +395,12 @@ def evaluate(
     stride = stride or max(1, window // 2)
     guarded = {label: _Guarded(label, factory()) for label, factory in policies.items()}
     lists: dict[str, list[list[str]]] = {label: [] for label in guarded}
-    scores: dict[str, list[tuple[float, float, float, int]]] = {label: [] for label in guarded}
+    scores: dict[str, list[tuple[float, ...]]] = {label: [] for label in guarded}
     groups: list[str] = []
+    stages: list[str] = []
     times: list[datetime] = []
     sealed: list[_Sealed] | None = [] if audit else None
-    _run_open(steps.blocks, guarded, k, prerequisites_met, lists, scores, groups, times, sealed)
+    _run_open(steps.blocks, guarded, k, prerequisites_met, lists, scores, groups, stages, times, sealed)
     if sealed is not None:
         for label, factory in policies.items():
             _replay_withheld(label, factory, sealed, k, lists[label])
@@ -418,6 +414,7 @@ def evaluate(
         times=times,
         lists=lists,
         scores=scores,
+        stages=stages,
         stats=dict(steps.stats),
         audited=audit,
         seconds={
@@ -432,12 +429,14 @@ def _run_open(
     k: int,
     prerequisites_met: PrerequisitesMet,
     lists: dict[str, list[list[str]]],
-    scores: dict[str, list[tuple[float, float, float, int]]],
+    scores: dict[str, list[tuple[float, ...]]],
     groups: list[str],
+    stages: list[str],
     times: list[datetime],
     sealed: list[_Sealed] | None,
 ) -> None:
     previous: datetime | None = None
+    learned: dict[str, int] = {}  # events learned of each learner so far
     for block in blocks:
         if previous is not None and block.time <= previous:
             raise LeakageError(f"moments out of order: {block.time.isoformat()} after {previous.isoformat()}")
@@ -445,22 +444,17 @@ def _run_open(
         for step in block.steps:
             allowed = frozenset(step.candidates)
             groups.append(step.group)
+            stages.append("new" if learned.get(step.user_id, 0) < NEW_LEARNER_EVENTS else "established")
             times.append(block.time)
             for label, policy in guarded.items():
                 items = policy.recommend(step.user_id, step.candidates, allowed, k, block.time)
                 lists[label].append(items)
-                scores[label].append(
-                    (
-                        recall_at_k(items, step.relevant, k),
-                        ndcg_at_k(items, step.relevant, k),
-                        reciprocal_rank(items, step.relevant, k),
-                        prerequisite_violations(items, step.taken, prerequisites_met),
-                    )
-                )
+                scores[label].append(step_scores(items, step.relevant, k, step.taken, prerequisites_met))
         if sealed is not None:
             queries = tuple((step.user_id, step.candidates) for step in block.steps)
             sealed.append(_Sealed(block.time, queries, copy.deepcopy(block.events)))
         for event in block.events:
+            learned[event.user_id] = learned.get(event.user_id, 0) + 1
             for policy in guarded.values():
                 policy.learn_one(event)
 
@@ -470,6 +464,7 @@ __all__ = [
     "Block",
     "Event",
     "LeakageError",
+    "NEW_LEARNER_EVENTS",
     "Policy",
     "PolicyError",
     "PolicyFactory",
