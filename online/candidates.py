@@ -10,8 +10,9 @@
   context (``online.recommender.Recommender.candidate_ids``).
 
 **Rules** (:func:`shortlist`): a course the learner took is dropped, and so is one whose
-prerequisites the learner has not all taken (a learning path shows it after what it needs);
-where the caller asks, so is one in another language or embedded by another encoder model.
+prerequisites the learner has not all taken (a learning path shows it after what it needs),
+and one the learner dismissed lately (``online.dismissals``); where the caller asks, so is one
+in another language or embedded by another encoder model.
 
 >>> import numpy as np
 >>> from online.catalogue import Catalogue
@@ -96,6 +97,8 @@ def shortlist(
     if model_version is not None:
         keep &= catalogue.model_version[known] == catalogue.versions.code(model_version)
     keep &= ~profile.taken.contains_positions(catalogue.bloom[known])
+    if profile.dismissed:
+        keep &= ~profile.dismissed.hides(catalogue.bloom[known], time)
     for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]):
         keep[i] = all(map(profile.has_taken, catalogue.prerequisites[rows[i]]))
     kept = rows[keep]

@@ -193,7 +193,51 @@ class RankRequest(_Contract):
     _plausible_time = field_validator("event_time")(_plausible_time)
 
 
-LearnerMessage = ClickEvent | VideoEvent | QuizEvent | ForgetRequest | RankRequest
+#: Stars of a rating: 1 (poor) to 5 (excellent).
+RATING_STARS = (1, 5)
+
+
+class Feedback(_LearnerEventBase):
+    """A learner's explicit feedback on a recommended course: dismissed ("not for me"), or rated.
+
+    Sent on the learner-events topic keyed by ``user_id``, like the learner's other events. The
+    worker learns it (``online.feedback``): a dismissed course is not shown to the learner again
+    for ``online.feedback.DISMISS_DAYS`` days of event time, and the re-ranker and the
+    exploration bandit take a dismissal, or a rating of 1 or 2, as a negative and a rating of 4
+    or 5 as a positive. It is not a use of the course: nothing is taken up. The learner gets a
+    fresh list, as after any event.
+
+    >>> feedback = parse_learner_message(
+    ...     b'{"kind": "feedback", "event_id": "f1", "user_id": "u1", "course_id": "c1",'
+    ...     b' "event_time": "2024-05-01T10:00:00Z", "action": "rate", "rating": 2}'
+    ... )
+    >>> type(feedback).__name__, feedback.action, feedback.rating
+    ('Feedback', 'rate', 2)
+    >>> parse_learner_message(
+    ...     b'{"kind": "feedback", "event_id": "f2", "user_id": "u1", "course_id": "c1",'
+    ...     b' "event_time": "2024-05-01T10:00:00Z", "action": "rate"}'
+    ... )
+    Traceback (most recent call last):
+    ...
+    online.events.InvalidEvent: feedback: Value error, a rating needs rating (1 to 5); a dismissal has none
+    """
+
+    kind: Literal["feedback"] = "feedback"
+    action: Literal["dismiss", "rate"] = Field(description="dismiss: not for me; rate: stars given in rating.")
+    rating: int | None = Field(None, ge=RATING_STARS[0], le=RATING_STARS[1],
+                               description="Stars, 1 to 5: required when rating, absent when dismissing.")
+    recommendation_id: Id | None = Field(
+        None, description="trigger.event_id of the recommendation that showed the course, when known."
+    )
+
+    @model_validator(mode="after")
+    def _rating_matches_action(self) -> Feedback:
+        if (self.action == "rate") != (self.rating is not None):
+            raise ValueError("a rating needs rating (1 to 5); a dismissal has none")
+        return self
+
+
+LearnerMessage = ClickEvent | VideoEvent | QuizEvent | Feedback | ForgetRequest | RankRequest
 _learner_message = TypeAdapter(Annotated[LearnerMessage, Field(discriminator="kind")])
 
 
@@ -209,8 +253,8 @@ def _parse(adapter: TypeAdapter[T], raw: bytes | None, max_bytes: int, strict: b
 
 
 def parse_learner_message(raw: bytes | None) -> LearnerMessage:
-    """What the learner-events topic carries: a learner event, a :class:`ForgetRequest` or a
-    :class:`RankRequest`."""
+    """What the learner-events topic carries: a learner event, a learner's :class:`Feedback`, a
+    :class:`ForgetRequest` or a :class:`RankRequest`."""
     return _parse(_learner_message, raw, MAX_EVENT_BYTES, strict=True)
 
 
@@ -335,6 +379,7 @@ class ParkedContent(_Contract):
     )
     retry_at: datetime = Field(description="Not to be retried before this time.")
     last_error: str
+    parked_at: datetime | None = Field(None, description="When it was first parked (its age is alerted on).")
 
 
 class CourseIndexed(_Contract):

@@ -18,7 +18,8 @@ live in one partition, so offsets order them) and hashes of its 16 most recent e
 history, because every part has a fixed size but one: the interest vector is int8-quantised
 (one byte a dimension: 384 bytes for MiniLM), the taken courses are a 384-byte Bloom filter
 plus the 8 most recent ids, the recent event ids are 4-byte hashes, the latent factors
-(``online.factorization``) 20 float32s, and the knowledge state,
+(``online.factorization``) 20 float32s, recent dismissals (``online.dismissals``) at most
+192 bytes, and the knowledge state,
 the one part that grows, forgets its least recently practised skills until the row fits.
 
 >>> import numpy as np
@@ -53,6 +54,7 @@ import msgpack
 import numpy as np
 
 from online.bloom import BloomFilter
+from online.dismissals import Dismissals
 from online.events import ClickEvent, QuizEvent, VideoEvent
 from online.mastery import KnowledgeState, MasteryModel
 from online.signals import engagement
@@ -95,6 +97,8 @@ class LearnerProfile:
     language: str | None = None
     #: The learner's latent factors (``online.factorization``); None before their first event.
     factors: np.ndarray | None = None
+    #: Courses the learner dismissed lately, hidden from their lists for a while.
+    dismissed: Dismissals = field(default_factory=Dismissals)
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
@@ -110,6 +114,16 @@ class LearnerProfile:
     def seen(self, event_id: str, offset: int | None) -> bool:
         """Whether this event was already applied (by offset watermark or recent id)."""
         return (offset is not None and offset <= self.applied_offset) or _event_hash(event_id) in self.recent_event_hashes
+
+    def mark_applied(self, event_id: str, offset: int | None) -> bool:
+        """Remember a message of the learner as applied (watermark, recent ids); False, changing
+        nothing, if it already was."""
+        if self.seen(event_id, offset):
+            return False
+        if offset is not None:
+            self.applied_offset = offset
+        self.recent_event_hashes = [*self.recent_event_hashes[-(RECENT_EVENT_IDS - 1) :], _event_hash(event_id)]
+        return True
 
     def learn_one(
         self,
@@ -127,11 +141,8 @@ class LearnerProfile:
         ``mastery`` learns from quiz answers into this profile's knowledge state; ``context``
         and ``language`` are the course's ``part_of`` and ``language``, if known.
         """
-        if self.seen(event.event_id, offset):
+        if not self.mark_applied(event.event_id, offset):
             return False
-        if offset is not None:
-            self.applied_offset = offset
-        self.recent_event_hashes = [*self.recent_event_hashes[-(RECENT_EVENT_IDS - 1) :], _event_hash(event.event_id)]
         self.events += 1
         if not self.has_taken(event.course_id):
             self.taken_count += 1
@@ -186,6 +197,7 @@ class LearnerProfile:
             "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
             "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context, "g": self.language,
             "f": None if self.factors is None else self.factors.astype("<f4").tobytes(),
+            "d": self.dismissed.to_bytes() if self.dismissed else None,
         }
 
     def to_bytes(self) -> bytes:
@@ -215,4 +227,5 @@ class LearnerProfile:
             context=s.get("x"),
             language=s.get("g"),
             factors=np.frombuffer(s["f"], dtype="<f4").copy() if s.get("f") else None,
+            dismissed=Dismissals.from_bytes(s["d"]) if s.get("d") else Dismissals(),
         )

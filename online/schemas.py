@@ -15,6 +15,7 @@ from online.events import (
     CourseContent,
     CourseIndexed,
     DeadLetter,
+    Feedback,
     ForgetRequest,
     LearnerEvent,
     ParkedContent,
@@ -24,6 +25,7 @@ from online.events import (
 
 CONTRACT = {
     "learner-event": TypeAdapter(LearnerEvent),
+    "feedback": TypeAdapter(Feedback),
     "forget-request": TypeAdapter(ForgetRequest),
     "rank-request": TypeAdapter(RankRequest),
     "course-content": TypeAdapter(CourseContent),
