@@ -16,6 +16,8 @@ import typer
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints its figures as JSON.")
 cli.add_typer(bench, name="bench")
+experiment = typer.Typer(no_args_is_help=True, help="A/B experiments between ranking policies.")
+cli.add_typer(experiment, name="experiment")
 
 
 def logging_config(log_format: str, loglevel: str) -> dict | None:
@@ -196,6 +198,37 @@ def evaluate(
     if plot:
         report.plot(plot)
         typer.echo(f"plot: {plot}")
+
+
+@experiment.command("report")
+def experiment_report(
+    events: Annotated[Optional[Path], typer.Option(help="JSON Lines of learner-topic messages (default: the topic).")] = None,
+    recommendations: Annotated[
+        Optional[Path], typer.Option(help="JSON Lines of recommendations (default: the topic).")
+    ] = None,
+    control: Annotated[Optional[str], typer.Option(help="The policy the others are compared with (default: the first of COURSESTREAM_POLICIES).")] = None,
+    effect: Annotated[float, typer.Option(help="Absolute take-up rate difference to size the experiment for.")] = 0.01,
+    power: Annotated[float, typer.Option(help="Power to detect that difference.")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="Significance level (intervals at 1 - alpha).")] = 0.05,
+    resamples: Annotated[int, typer.Option(help="Resamples of the bootstrap and the permutation test.")] = 9999,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report here (JSON).")] = None,
+) -> None:
+    """Per ranking policy: lists, take-ups owed to them and the take-up rate with its interval; each
+    policy's difference from the control with a permutation test over learners; the lists needed
+    to detect --effect. Reads the learner-events and recommendations topics, or files of them."""
+    from streams.experiment import experiment_report as build
+    from streams.settings import Settings
+
+    try:
+        report = build(Settings(), events=events, recommendations=recommendations, control=control, alpha=alpha,
+                       power=power, effect=effect, resamples=resamples, seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    typer.echo(report.table())
+    if json_path:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+        typer.echo(f"report: {json_path}")
 
 
 @cli.command()

@@ -6,7 +6,18 @@ from prometheus_client import Counter, Gauge, Histogram
 
 events = Counter("coursestream_events", "Learner events processed, by kind.", ["kind"])
 dead_letters = Counter("coursestream_dead_letters", "Messages sent to the dead-letter topic.", ["error_type"])
-recommendations = Counter("coursestream_recommendations", "Recommendations published.")
+recommendations = Counter("coursestream_recommendations", "Recommendations (lists) published, by ranking policy.",
+                          ["policy"])
+items_shown = Counter("coursestream_recommended_items", "Items of the lists published, by ranking policy.", ["policy"])
+take_ups = Counter(
+    "coursestream_take_ups",
+    "Take-ups owed to a recent list (online.attribution), by its policy, the rank shown at and whether it explored.",
+    ["policy", "rank", "explore"],
+)
+lists_taken_up = Counter("coursestream_lists_taken_up", "Lists that at least one take-up was owed to, by policy.",
+                         ["policy"])
+feedback = Counter("coursestream_feedback", "Learners' feedback on recommended courses, by policy and action.",
+                   ["policy", "action"])
 event_to_recommendation = Histogram(
     "coursestream_event_to_recommendation_seconds",
     "From the learner event's broker timestamp to its recommendation being sent.",
@@ -29,6 +40,10 @@ vector_store_seconds = Histogram(
 encoder_calls = Counter("coursestream_encoder_calls", "Encoder service calls, by outcome.", ["outcome"])
 courses_indexed = Counter("coursestream_courses_indexed", "Courses embedded and stored.")
 courses_parked = Counter("coursestream_courses_parked", "Courses parked on the retry topic.")
+parked_age = Gauge(
+    "coursestream_parked_content_age_seconds",
+    "Age of the oldest parked course this worker is retrying (since it was first parked); 0 when none.",
+)
 forget_requests = Counter(
     "coursestream_forget_requests", "Privacy requests handled, by whether anything was left to delete.", ["outcome"]
 )

@@ -76,3 +76,32 @@ def consume(
         return reader.read_until(until, timeout_s)
     finally:
         reader.close()
+
+
+def read_to_end(
+    bootstrap_servers: str,
+    topic: str,
+    decode: Callable[[ConsumerRecord], object] = lambda message: json.loads(message.value),
+    timeout_s: float = 60.0,
+) -> list:
+    """Every record of a topic, up to the high watermark its fetches report (the true end, on the
+    embedded broker too, whose ListOffsets answers short); in each partition's order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
+    records: list = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not (partitions := consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} never appeared")
+            time.sleep(0.2)
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        while not all((end := consumer.highwater(tp)) is not None and consumer.position(tp) >= end for tp in assigned):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {len(records)} records after {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(decode(message) for message in batch)
+    finally:
+        consumer.close()
+    return records

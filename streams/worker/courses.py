@@ -9,7 +9,7 @@ import gc
 import logging
 import random
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import faust
 from faust.types import Message
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 MODEL_VERSION_POLL_S = 30.0
 #: The cyclic garbage collector's thresholds in a worker (see :func:`collect_garbage_less_often`).
 GC_THRESHOLDS = (20_000, 20, 100)
+#: course id -> when it was first parked, for the parked content being retried now
+_retrying: dict[str, datetime] = {}
+metrics.parked_age.set_function(
+    lambda: max(((utcnow() - parked_at).total_seconds() for parked_at in _retrying.values()), default=0.0))
 
 
 async def _index_and_announce(contents: Sequence[CourseContent]) -> None:
@@ -64,7 +68,8 @@ async def park(message: Message, content: CourseContent, parked: ParkedContent |
         return
     delay = min(settings.retry_max_s, settings.retry_initial_s * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
     parked = ParkedContent(content=content, attempts=attempts, failures=failures,
-                           retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000])
+                           retry_at=utcnow() + timedelta(seconds=delay), last_error=str(error)[:1000],
+                           parked_at=parked.parked_at if parked and parked.parked_at else utcnow())
     metrics.courses_parked.inc()
     log.warning("parked course %s (attempt %d, retry in %.0fs): %s", content.course_id, attempts, delay, error)
     await content_retry.send(key=content.course_id.encode(), value=parked.model_dump_json().encode())
@@ -110,15 +115,19 @@ async def retry_parked_courses(stream: faust.StreamT) -> None:
         except ValidationError as error:
             await dead_letter(event.message, validation_reason(error), "InvalidEvent")
             continue
-        wait = (parked.retry_at - utcnow()).total_seconds()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        course_id = parked.content.course_id
+        _retrying[course_id] = parked.parked_at or utcnow()
         try:
+            wait = (parked.retry_at - utcnow()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
             await _index_and_announce([parked.content])
         except EncoderRejected as error:
             await dead_letter(event.message, str(error), type(error).__name__)
         except EncoderUnavailable as error:
             await park(event.message, parked.content, parked, error)
+        finally:
+            _retrying.pop(course_id, None)
 
 
 @app.task

@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 import faust
 from faust.types import EventT
 
-from online.events import ForgetRequest, RankRequest
+from online.events import Feedback, ForgetRequest, RankRequest
 from online.profile import LearnerProfile
 from online.recommender import LearnerEvent, Shown
 from streams import metrics
@@ -38,7 +38,9 @@ from streams.faust_fixes import processing
 from streams.worker.app import app, latest_recommendations, learner_events, profiles, settings
 from streams.worker.course_index import course_index, replica
 from streams.worker.dead_letters import dead_letter
+from streams.worker.feedback import learn_from_feedback
 from streams.worker.learn import LastList, Wanted, learn, load_profile
+from streams.worker.outcomes import Outcomes
 from streams.worker.parse import LearnerMessage, parse
 from streams.worker.publish import publish, recommendation
 from streams.worker.ranking import Queued, answer, coalesce, rank
@@ -71,6 +73,7 @@ class LearnerWindow(Unwritten):
         self.partitions: dict[int, EventT] = {}
         self.to_rank: list[Queued] = []
         self.requests: list[tuple[EventT, RankRequest]] = []
+        self.outcomes = Outcomes()  # take-ups and lists, attributed at each segment's end
 
     async def process(self, events: Sequence[EventT]) -> None:
         """parse -> learn each -> rank (candidates, features, order, explain) -> publish."""
@@ -96,6 +99,7 @@ class LearnerWindow(Unwritten):
             dropped = [table.name for table, rows in ((profiles, self.profiles), (latest_recommendations, self.latest))
                        if rows.pop(key, None) is not None]
             forget(value, dropped)
+            self.outcomes.forget(value.user_id)
             return
         try:
             if self.requests:
@@ -111,12 +115,19 @@ class LearnerWindow(Unwritten):
         """The learner's profile as this window has left it so far."""
         return LearnerProfile.from_bytes(self.profiles[user][0]) if user in self.profiles else await load_profile(user)
 
-    async def learn(self, event: EventT, value: LearnerEvent) -> None:
+    async def learn(self, event: EventT, value: LearnerEvent | Feedback) -> None:
         key = event.message.key
         await course_index.ensure([value.course_id])
         profile = await self.profile(key)
         unwritten = self.latest.get(key)
-        wanted = learn(event, value, profile, unwritten[0] if unwritten else None)
+        last = unwritten[0] if unwritten else None
+        if isinstance(value, Feedback):
+            wanted = learn_from_feedback(event, value, profile, last)
+        else:
+            first_use, applied = not profile.has_taken(value.course_id), profile.events
+            wanted = learn(event, value, profile, last)
+            if first_use and profile.events > applied:  # a take-up (a redelivered event is not applied)
+                self.outcomes.taken_up(event.message, value)
         # Kept even when the event was redelivered and skipped: after a crash the local store can
         # be ahead of the changelog (rows written, not yet sent), and writing the row sends them.
         # Serialised now, as if written: the learner's next event learns from the same
@@ -155,9 +166,11 @@ class LearnerWindow(Unwritten):
                     continue
             metrics.events.labels(request.kind).inc()
             await self.publish(event, answered)
+        self.outcomes.attribute()
 
     async def publish(self, event: EventT, document: dict) -> None:
         published = await publish(event, document)
+        self.outcomes.shown(event.message, document)
         last = LastList(event.message.offset, Shown.of(document["items"]))
         self.latest[event.message.key] = (last, published, event)
 

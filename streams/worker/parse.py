@@ -1,5 +1,5 @@
-"""Step 1, parse: a learner-topic message becomes a learner event, a rank request or a forget
-request; anything malformed goes to the dead-letter topic with the reason."""
+"""Step 1, parse: a learner-topic message becomes a learner event, feedback, a rank request or a
+forget request; anything malformed goes to the dead-letter topic with the reason."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from faust.types import EventT
 
-from online.events import ForgetRequest, InvalidEvent, RankRequest, parse_learner_message
+from online.events import Feedback, ForgetRequest, InvalidEvent, RankRequest, parse_learner_message
 from online.recommender import LearnerEvent
 from streams.worker.dead_letters import dead_letter
 
-LearnerMessage = LearnerEvent | RankRequest | ForgetRequest
+LearnerMessage = LearnerEvent | Feedback | RankRequest | ForgetRequest
 
 
 async def parse(events: Sequence[EventT]) -> list[tuple[EventT, LearnerMessage]]:

@@ -59,7 +59,8 @@ async def publish(event: EventT, document: dict[str, Any]) -> bytes:
     """Send a recommendation, keyed by learner; returns it as sent."""
     published = orjson.dumps(document)
     await recommendations.send(key=event.message.key, value=published)
-    metrics.recommendations.inc()
+    metrics.recommendations.labels(document["policy"]).inc()
+    metrics.items_shown.labels(document["policy"]).inc(len(document["items"]))
     now = time.time()
     if event.message.timestamp:
         metrics.event_to_recommendation.observe(max(0.0, now - event.message.timestamp))

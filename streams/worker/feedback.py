@@ -1,0 +1,29 @@
+"""Step 2, learn, for a learner's feedback on a recommended course (``online.feedback``): a
+dismissal hides the course from their lists for a while; the re-ranker and the bandit learn it
+from their last list; a fresh list is asked for, as after any event."""
+
+from __future__ import annotations
+
+from faust.types import EventT
+
+from online.events import Feedback
+from online.feedback import learn_feedback
+from online.policies import assign
+from online.profile import LearnerProfile
+from online.recommender import NOTHING_SHOWN
+from streams import metrics
+from streams.worker.app import settings
+from streams.worker.learn import LastList, Wanted, last_list
+from streams.worker.partitions import recommender
+
+
+def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile, unwritten: LastList | None) -> Wanted:
+    """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
+    ``unwritten`` is the learner's last list if it is not written yet."""
+    message = event.message
+    last = last_list(message.key, unwritten)
+    engine = recommender(message.partition)
+    policy = assign(value.user_id, settings.policies)
+    if learn_feedback(engine, profile, value, NOTHING_SHOWN if last is None else last.shown, message.offset):
+        metrics.feedback.labels(policy, value.action).inc()
+    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event)
