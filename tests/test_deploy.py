@@ -5,8 +5,10 @@
 - Every ``COURSESTREAM_*`` name under deploy/ is a setting, and every value given to one is
   accepted by ``Settings`` / ``EncoderSettings``.
 - Ports, paths and names agree across Dockerfiles, Compose, Prometheus, Grafana and Kubernetes.
-- Every PromQL expression of the Grafana dashboard parses and uses only metrics (and labels)
-  that the worker and the encoder export, read from their Prometheus registries.
+- Every PromQL expression of the Grafana dashboard and of the alert rules (Compose's, and the
+  Kubernetes PrometheusRule, equal to them) parses and uses only metrics (and labels) that the
+  worker and the encoder export, read from their Prometheus registries; Prometheus loads the
+  rules and sends to the stack's Alertmanager.
 - Security: no secret is an environment variable or an example value anywhere under deploy/
   (secrets are files), nothing of ours runs as root or with a writable root file system or a
   service-account token, NetworkPolicies deny by default and let only the workers, Prometheus
@@ -472,6 +474,40 @@ GRAFANA_INTERVALS = re.compile(r"\$\{?(__rate_interval|__interval|__range)\b\}?"
 TARGET_LABELS = {"job", "instance"}
 
 
+def promql_metrics(expression: str, exported: dict[str, set[str]], where: str) -> set[str]:
+    """The metrics a PromQL expression reads, once it is checked to parse and to read only
+    exported metrics, and only their labels (or the target's) in matchers and aggregations."""
+    parsed = promql_parser.parse(GRAFANA_INTERVALS.sub("5m", expression))
+    selectors: list[promql_parser.VectorSelector] = []
+    aggregations: list[promql_parser.AggregateExpr] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            selectors.append(node)
+        elif isinstance(node, promql_parser.AggregateExpr):
+            aggregations.append(node)
+
+    promql_parser.walk(parsed, visit)
+    labels = set(TARGET_LABELS)
+    for selector in selectors:
+        assert selector.name in exported, f"{where}: no metric {selector.name}"
+        labels |= exported[selector.name]
+        for matcher in selector.matchers.matchers:
+            assert matcher.name in labels, f"{where}: {selector.name} has no label {matcher.name}"
+    for aggregation in aggregations:
+        if aggregation.modifier is not None:
+            assert set(aggregation.modifier.labels) <= labels, f"{where}: {aggregation.modifier}"
+    return {selector.name for selector in selectors}
+
+
+def promql_labels(expression: str, exported: dict[str, set[str]]) -> set[str]:
+    """The labels the series an expression reads may carry."""
+    found = set(TARGET_LABELS)
+    promql_parser.walk(promql_parser.parse(GRAFANA_INTERVALS.sub("5m", expression)), lambda node: found.update(
+        exported.get(node.name, ())) if isinstance(node, promql_parser.VectorSelector) else None)
+    return found
+
+
 def test_grafana_dashboard_queries_use_exported_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exported = exported_metrics()
@@ -482,30 +518,16 @@ def test_grafana_dashboard_queries_use_exported_metrics() -> None:
     for panel in panels:
         assert panel["datasource"]["uid"].strip("${}") in variables
         assert panel["targets"], panel["title"]
+        if "repeat" in panel:  # a panel per value of a variable (one per A/B variant)
+            assert panel["repeat"] in variables, panel["title"]
         for target in panel["targets"]:
-            expression = promql_parser.parse(GRAFANA_INTERVALS.sub("5m", target["expr"]))
-            selectors: list[promql_parser.VectorSelector] = []
-            aggregations: list[promql_parser.AggregateExpr] = []
-
-            def visit(node: object) -> None:
-                if isinstance(node, promql_parser.VectorSelector):
-                    selectors.append(node)
-                elif isinstance(node, promql_parser.AggregateExpr):
-                    aggregations.append(node)
-
-            promql_parser.walk(expression, visit)
-            labels = set(TARGET_LABELS)
-            for selector in selectors:
-                assert selector.name in exported, f"{panel['title']}: no metric {selector.name}"
-                labels |= exported[selector.name]
-                for matcher in selector.matchers.matchers:
-                    assert matcher.name in labels, f"{panel['title']}: {selector.name} has no label {matcher.name}"
-                used.add(selector.name)
-            for aggregation in aggregations:
-                if aggregation.modifier is not None:
-                    assert set(aggregation.modifier.labels) <= labels, f"{panel['title']}: {aggregation.modifier}"
+            used |= promql_metrics(target["expr"], exported, panel["title"])
             legend_labels = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
-            assert legend_labels <= labels, f"{panel['title']}: legend {target['legendFormat']}"
+            assert legend_labels <= promql_labels(target["expr"], exported), f"{panel['title']}: {target['legendFormat']}"
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":  # label_values(metric, label): an exported metric and label
+            metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"]).groups()
+            assert label in exported[f"{metric}_total" if f"{metric}_total" in exported else metric], variable["name"]
     # The dashboard covers the pipeline end to end.
     for metric in (
         "coursestream_events_total",
@@ -516,8 +538,69 @@ def test_grafana_dashboard_queries_use_exported_metrics() -> None:
         "coursestream_encoder_calls_total",
         "coursestream_encoder_batch_size_sum",
         "coursestream_encoder_queue_depth",
+        "coursestream_recommendations_total",
+        "coursestream_take_ups_total",
+        "coursestream_lists_taken_up_total",
     ):
         assert metric in used, f"the dashboard shows no {metric}"
+
+
+ALERTS = COMPOSE / "alerts.yml"
+#: A Prometheus duration (as a rule's ``for``).
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+
+def alert_groups() -> list[dict]:
+    return yaml.safe_load(ALERTS.read_text())["groups"]
+
+
+def test_alert_rules_parse_and_use_exported_metrics() -> None:
+    exported = exported_metrics()
+    used, names = set(), []
+    for group in alert_groups():
+        assert set(group) == {"name", "rules"}
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            names.append(rule["alert"])
+            assert re.fullmatch(r"Coursestream[A-Z][A-Za-z0-9]+", rule["alert"])
+            used |= promql_metrics(rule["expr"], exported, rule["alert"])
+            assert DURATION.match(rule["for"]), rule["alert"]
+            assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+            assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+            for text in rule["annotations"].values():  # templates name only labels the series carry
+                assert set(re.findall(r"\$labels\.(\w+)", text)) <= promql_labels(rule["expr"], exported), text
+    assert len(names) == len(set(names))
+    # what operators are to be woken for: lag, dead letters, freshness, the encoder, parked
+    # content, and lists stopping while events arrive
+    for metric in (
+        "coursestream_consumer_lag",
+        "coursestream_dead_letters_total",
+        "coursestream_event_to_recommendation_seconds_bucket",
+        "coursestream_encoder_requests_total",
+        "coursestream_encoder_calls_total",
+        "coursestream_parked_content_age_seconds",
+        "coursestream_recommendations_total",
+        "coursestream_events_total",
+    ):
+        assert metric in used, f"no alert rule reads {metric}"
+
+
+def test_prometheus_loads_the_alert_rules_and_sends_alerts_to_alertmanager(compose: dict) -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    mounts = dict(volume.split(":")[:2] for volume in compose["services"]["prometheus"]["volumes"])
+    assert config["rule_files"] == [mounts["./alerts.yml"]]
+    (target,) = [t for manager in config["alerting"]["alertmanagers"] for static in manager["static_configs"]
+                 for t in static["targets"]]
+    host, _, port = target.partition(":")
+    alertmanager = compose["services"][host]
+    assert alertmanager["image"].startswith("prom/alertmanager:") and port == "9093"
+    assert set(alertmanager["networks"]) & set(compose["services"]["prometheus"]["networks"])
+    routes = yaml.safe_load((COMPOSE / "alertmanager.yml").read_text())
+    mounts = dict(volume.split(":")[:2] for volume in alertmanager["volumes"])
+    assert mounts["./alertmanager.yml"] == "/etc/alertmanager/alertmanager.yml"
+    receivers = {receiver["name"] for receiver in routes["receivers"]}
+    assert routes["route"]["receiver"] in receivers
+    assert {route["receiver"] for route in routes["route"].get("routes", [])} <= receivers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,8 +634,15 @@ def resource_quantities(node: object) -> list[str]:
     return found + [quantity for value in node.values() for quantity in resource_quantities(value)]
 
 
+#: Kinds of custom resources (their operator's CRD), which the Kubernetes schemas do not hold.
+CUSTOM_KINDS = {"PrometheusRule": "monitoring.coreos.com/v1"}
+
+
 def test_kubernetes_manifests_validate(manifests: dict[tuple[str, str], dict]) -> None:
     for (kind, name), document in manifests.items():
+        if kind in CUSTOM_KINDS:
+            assert document["apiVersion"] == CUSTOM_KINDS[kind], f"{kind}/{name}"
+            continue  # checked below, against the compose stack's rules
         try:
             kubernetes_validate.validate(document, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -560,6 +650,12 @@ def test_kubernetes_manifests_validate(manifests: dict[tuple[str, str], dict]) -
             pytest.fail(f"{kind}/{name}: {path}: {error.message}")
         for quantity in resource_quantities(document):
             assert QUANTITY.match(quantity), f"{kind}/{name}: {quantity!r} is not a resource quantity"
+
+
+def test_the_operator_s_alert_rules_are_the_compose_stack_s(manifests: dict[tuple[str, str], dict]) -> None:
+    (rules,) = [document for (kind, _), document in manifests.items() if kind == "PrometheusRule"]
+    assert set(rules) == {"apiVersion", "kind", "metadata", "spec"} and set(rules["spec"]) == {"groups"}
+    assert rules["spec"]["groups"] == alert_groups()
 
 
 def pod_env(container: dict, manifests: dict[tuple[str, str], dict]) -> dict[str, str]:
