@@ -45,8 +45,16 @@ def test_evaluation_is_deterministic_under_a_seed(shared_data, cache, tmp_path) 
 
     first, again = run("first", 7), run("again", 7)
     assert first == again
-    assert set(first["overall"]) == set(POLICY_NAMES)
+    assert set(first["overall"]) == set(POLICY_NAMES) >= {"coursestream", "coursestream-diverse"}
     assert first["steps"] > 50
+    # the metrics the field reports, per learner stage (first 5 events against the rest)
+    steps = first["by_stage"]["steps"]
+    assert steps["new"] > 0 and steps["established"] > 0 and steps["new"] + steps["established"] == first["steps"]
+    for scores in [first["overall"], first["by_stage"]["new"], first["by_stage"]["established"]]:
+        for name, values in scores.items():
+            assert 0 < values["precision"] <= values["hit_rate"] <= 1, name
+            assert values["recall"] <= values["hit_rate"] and 0 < values["f1"] <= 1, name
+    assert first["overall"]["coursestream-diverse"] != first["overall"]["coursestream"]
     assert (tmp_path / "first.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the seed reaches the baselines that draw random numbers
     other = run("other", 8, "--policies", "river-mf")
@@ -64,3 +72,21 @@ def test_in_process_and_through_kafka_give_identical_metrics(shared_data, cache,
     assert through.overall == in_process.overall
     assert through.series == in_process.series  # window by window, every 5 steps
     assert 0.0 < in_process.overall[PROJECT_POLICY]["ndcg"] < 1.0
+
+
+def test_evaluation_of_a_quiz_log_scores_the_knowledge_model_against_its_baselines(shared_data, tmp_path) -> None:
+    """EdNet-KT4 (9 real learners): the course metrics, and the knowledge model's next answers."""
+    from online.evaluation.knowledge import MODELS, knowledge_report
+    from online.sources import read_ednet_kt4
+
+    result = CliRunner().invoke(cli, ["evaluate", str(shared_data / "ednet" / "KT4"), "--policies",
+                                      "recent-popularity,user-knn", "--k", "3", "--json", str(tmp_path / "kt4.json")])
+    assert result.exit_code == 0, result.output
+    assert "knowledge model, next answer of" in result.output
+    report = json.loads((tmp_path / "kt4.json").read_text())
+    knowledge = report["knowledge"]
+    assert knowledge == knowledge_report(read_ednet_kt4(shared_data / "ednet" / "KT4"))
+    assert knowledge["answers"] > 1000 and knowledge["learners"] == 9 and set(knowledge["models"]) == set(MODELS)
+    for values in knowledge["models"].values():
+        assert 0.5 < values["auc"] < 1 and 0 < values["rmse"] < 0.5 and 0 < values["log_loss"] < 0.7
+    assert {"precision", "f1", "hit_rate"} <= set(report["overall"]["user-knn"])

@@ -127,8 +127,14 @@ def test_report_aggregates_by_hand():
     assert overall["ndcg"] == pytest.approx((1 + 1 + 1 / math.log2(3)) / 3)
     assert overall["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert overall["coverage"] == pytest.approx(3 / 4)  # a, b, c of a, b, c, d
+    assert overall["precision"] == pytest.approx((1 / 2 + 2 / 2 + 1 / 2) / 3)
+    assert overall["f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)  # harmonic means of the above
+    assert overall["hit_rate"] == 1.0
     # b (which requires a) is in all 3 lists, and no learner had taken a before: 3 of 6 items
     assert overall["prerequisite_violations"] == pytest.approx(3 / 6)
+    # every learner is in their first events: all steps are new learners'
+    assert report.by_stage["steps"] == {"new": 3, "established": 0}
+    assert report.by_stage["new"]["fixed"]["precision"] == overall["precision"]
     assert report.series["step"] == [2, 3]
     assert report.series["fixed"]["recall"] == [1.0, 1.0]
 
@@ -266,7 +272,8 @@ def test_baselines_beat_random_on_real_slice(oulad_slice):
         assert values["ndcg"] > 2 * floor["ndcg"], name
         assert values["recall"] > floor["recall"] + 0.1, name
     table = report.table()
-    assert table.splitlines()[1].split() == ["policy", "recall@10", "ndcg@10", "mrr@10", "coverage", "prereq_viol"]
+    assert table.splitlines()[1].split() == ["policy", "recall@10", "precision@10", "f1@10", "hit@10", "ndcg@10",
+                                             "mrr@10", "coverage", "prereq_viol"]
     assert len(table.splitlines()) == 2 + 1 + len(BASELINES)
 
 

@@ -114,6 +114,19 @@ def test_ednet_next_answer_beats_question_and_learner_baselines(prequential: dic
     assert auc["elo mastery"] > auc["learner running mean"] + 0.02
 
 
+def test_the_evaluation_s_knowledge_report_ranks_the_model_above_its_baselines(shared_data: Path) -> None:
+    """``coursestream evaluate``'s knowledge metrics over the same answers, as the project's reader
+    gives them: the model leads both baselines on AUC, RMSE and log-loss."""
+    from online.evaluation.knowledge import knowledge_report
+    from online.sources import read_ednet_kt1
+
+    models = knowledge_report(read_ednet_kt1(shared_data / "ednet" / "KT1"))["models"]
+    for baseline in ("question running mean", "learner running mean"):
+        assert models["elo mastery"]["auc"] > models[baseline]["auc"] + 0.02
+        assert models["elo mastery"]["rmse"] < models[baseline]["rmse"]
+        assert models["elo mastery"]["log_loss"] < models[baseline]["log_loss"]
+
+
 def test_ednet_learner_states_stay_small(prequential: dict) -> None:
     model: MasteryModel = prequential["model"]
     assert len(model.learners) == 16
