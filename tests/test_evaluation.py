@@ -274,7 +274,9 @@ def test_baselines_beat_random_on_real_slice(oulad_slice):
     table = report.table()
     assert table.splitlines()[1].split() == ["policy", "recall@10", "precision@10", "f1@10", "hit@10", "ndcg@10",
                                              "mrr@10", "coverage", "prereq_viol"]
-    assert len(table.splitlines()) == 2 + 1 + len(BASELINES)
+    overall, stages = table.split("\n\n")
+    assert len(overall.splitlines()) == 2 + 1 + len(BASELINES)
+    assert len(stages.splitlines()) == 2 + 2 * (1 + len(BASELINES))  # new learners and the rest
 
 
 def test_same_inputs_same_report(oulad_slice, tmp_path):
