@@ -2,11 +2,12 @@
 list out for every event; rank requests answered; forget requests carried out.
 
 Each batch flows through named steps: **parse** (``parse``; malformed messages to the dead-letter
-topic), **learn** (``learn``: profile and partition models, one event at a time, in order),
-**candidates** (``candidates``: one store call for the segment's lists), **features**, **order**
+topic), **learn** (``learn``: profile and partition models, one event at a time, in order; a
+learner's feedback: ``feedback``), **candidates** (``candidates``: one store call for the segment's lists), **features**, **order**
 and **explain** (``online.features``, ``online.order``, ``online.explain``, run by each partition's
-engine over its lists: ``ranking``), **publish** (``publish``) and **write** (``write``: each
-changed row once a window, then the acks).
+engine over its lists: ``ranking``), **publish** (``publish``; at a segment's end its take-ups are
+owed to the lists shown before them: ``outcomes``) and **write** (``write``: each changed row once
+a window, then the acks).
 
 Lists are ranked a segment at a time: the learner events since the last ranking, then the rank
 requests after them (a segment ends before a learner event that follows a request: a request is
