@@ -217,12 +217,15 @@ def experiment_report(
     """Per ranking policy: lists, take-ups owed to them and the take-up rate with its interval; each
     policy's difference from the control with a permutation test over learners; the lists needed
     to detect --effect. Reads the learner-events and recommendations topics, or files of them."""
-    from streams.experiment import experiment_report as build
+    from online.evaluation.experiment import compare
+    from streams.experiment import default_control, experiment_tallies
     from streams.settings import Settings
 
+    settings = Settings()
     try:
-        report = build(Settings(), events=events, recommendations=recommendations, control=control, alpha=alpha,
-                       power=power, effect=effect, resamples=resamples, seed=seed)
+        tallies = experiment_tallies(settings, events, recommendations)
+        report = compare(tallies, control or default_control(settings, tallies), alpha=alpha, power=power,
+                         effect=effect, resamples=resamples, seed=seed)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(report.table())

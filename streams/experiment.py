@@ -8,7 +8,7 @@ files are JSON Lines: the learner-topic messages in the order they were sent (a 
 the worker dead-letters them; a recommendation answering a trigger already answered (delivery
 is at least once) is counted once. Then every list is placed after the message it answers and
 take-ups are owed by ``online.attribution``'s rule; ``online.evaluation.experiment`` compares
-the policies.
+the policies (the command, in ``streams.cli``).
 
 It keeps each learner's taken courses and event ids in memory: size it for the topics' retention.
 """
@@ -16,7 +16,7 @@ It keeps each learner's taken courses and event ids in memory: size it for the t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from aiokafka.structs import TopicPartition
 
 from online.attribution import Message, PolicyTally, tally
 from online.events import InvalidEvent, parse_learner_message
-from online.evaluation.experiment import ExperimentReport, compare
 from streams.settings import Settings
 
 
@@ -99,23 +98,15 @@ def tally_files(events: Path, recommendations: Path) -> dict[str, PolicyTally]:
         return tally(learner_messages((None, line) for line in event_lines if line.strip()), lists)
 
 
-def experiment_report(
-    settings: Settings,
-    *,
-    events: Path | None = None,
-    recommendations: Path | None = None,
-    control: str | None = None,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    effect: float = 0.01,
-    resamples: int = 9999,
-    seed: int = 0,
-) -> ExperimentReport:
-    """The comparison of the policies (``online.evaluation.experiment``), from files when both
-    are given, else from the topics. The control is, unless named, the first of the settings'
-    policies that published a list."""
+def experiment_tallies(
+    settings: Settings, events: Path | None = None, recommendations: Path | None = None
+) -> dict[str, PolicyTally]:
+    """Each policy's lists and take-ups: from files when both are given, else from the topics."""
     if (events is None) != (recommendations is None):
         raise ValueError("give both --events and --recommendations, or neither (the topics)")
-    found = tally_files(events, recommendations) if events and recommendations else tally_topics(settings)
-    control = control or next((policy for policy in settings.policies if policy in found), None)
-    return compare(found, control, alpha=alpha, power=power, effect=effect, resamples=resamples, seed=seed)
+    return tally_files(events, recommendations) if events and recommendations else tally_topics(settings)
+
+
+def default_control(settings: Settings, tallies: Mapping[str, PolicyTally]) -> str | None:
+    """The policy the others are compared with: the first of the settings' that published a list."""
+    return next((policy for policy in settings.policies if policy in tallies), None)

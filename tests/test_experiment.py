@@ -21,36 +21,16 @@ from online.attribution import RECENT_LISTS, WINDOW_DAYS
 from online.dismissals import DISMISS_DAYS
 from online.events import Feedback, RankRequest, parse_learner_message
 from online.recommender import POLICIES
-from online.sources import oulad_catalogue
 from streams.cli import cli
-from streams.demo import SAMPLE, sample_events
+from streams.demo import sample_events
 from tests.kafka_io import read_to_end
-from tests.test_pipeline import Pipeline, new_pipeline
+from tests.test_pipeline import Pipeline, catalogue, running  # noqa: F401  (module fixtures: one worker, both policies)
 from tests.test_worker_api import samples, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
 
 #: Real learner events replayed (OULAD AAA 2013J, the package's sample).
 EVENTS = 1500
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> list:
-    return list(oulad_catalogue(SAMPLE))
-
-
-@pytest.fixture(scope="module")
-def experiment(broker, encoder_service, catalogue, tmp_path_factory):
-    """One worker running both policies (learners split by a hash of their id) over the sample
-    catalogue, exploring as by default."""
-    pipeline = new_pipeline(broker, encoder_service, tmp_path_factory.mktemp("experiment"))
-    pipeline.env["COURSESTREAM_POLICIES"] = json.dumps(POLICIES)
-    worker = pipeline.worker()
-    try:
-        pipeline.index(catalogue, worker)
-        yield pipeline, worker
-    finally:
-        worker.stop()
 
 
 def read_topics(pipeline: Pipeline) -> tuple[list, list[bytes]]:
@@ -116,8 +96,8 @@ def worker_series(pipeline: Pipeline) -> dict[tuple[str, tuple], float]:
     return samples(f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}")
 
 
-def test_the_report_s_figures_equal_a_count_from_the_topics_and_the_worker_s_series(experiment, tmp_path) -> None:
-    pipeline, worker = experiment
+def test_the_report_s_figures_equal_a_count_from_the_topics_and_the_worker_s_series(running, tmp_path) -> None:
+    pipeline, worker = running
     events = list(sample_events(EVENTS))
     pipeline.send_events(events)
     pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
@@ -167,8 +147,8 @@ def test_the_report_s_figures_equal_a_count_from_the_topics_and_the_worker_s_ser
     assert from_files == found
 
 
-def test_a_dismissed_course_stays_out_of_the_learner_s_lists_for_the_documented_time(experiment, catalogue) -> None:
-    pipeline, worker = experiment
+def test_a_dismissed_course_stays_out_of_the_learner_s_lists_for_the_documented_time(running, catalogue) -> None:
+    pipeline, worker = running
     learner, first = "dismissing-learner", next(sample_events(1)).user_id
     history = [e.model_copy(update={"event_id": f"dismiss-{e.event_id}", "user_id": learner})
                for e in sample_events(60) if e.user_id == first]

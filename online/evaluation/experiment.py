@@ -44,6 +44,7 @@ import numpy as np
 from scipy import stats
 
 from online.attribution import RECENT_LISTS, WINDOW_DAYS, PolicyTally
+from online.evaluation.report import aligned
 
 
 
@@ -129,7 +130,7 @@ class ExperimentReport:
         rows = [[policy, f"{v['learners']:,}", f"{v['lists']:,}", f"{v['items']:,}", f"{v['lists_taken_up']:,}",
                  f"{v['take_ups']:,}", f"{v['rate']:.4f}", _interval(v["interval"]), f"{v['exploring_take_ups']:,}"]
                 for policy, v in self.variants.items()]
-        lines += _aligned(header, rows)
+        lines += aligned(header, rows)
         for c in self.comparisons:
             p = c["p_value"]
             lines += ["", f"{c['policy']} against {self.control}: difference {c['difference']:+.4f}"
@@ -141,7 +142,7 @@ class ExperimentReport:
         ranks = sorted({int(rank) for counts in by_rank.values() for rank in counts})
         if ranks:
             lines += ["", "take-ups by rank shown"]
-            lines += _aligned(["policy", *map(str, ranks)],
+            lines += aligned(["policy", *map(str, ranks)],
                               [[policy, *(str(counts.get(str(rank), 0)) for rank in ranks)]
                                for policy, counts in by_rank.items()])
         return "\n".join(lines)
@@ -150,12 +151,6 @@ class ExperimentReport:
 def _interval(bounds: list[float]) -> str:
     low, high = bounds
     return "[n/a]" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
-
-
-def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return ["  ".join([cells[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))]).rstrip()
-            for cells in [header, *rows]]
 
 
 def compare(

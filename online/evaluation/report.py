@@ -199,7 +199,7 @@ class Report:
                 row += [f"{spent.get('learn', 0.0):.1f}", f"{spent.get('recommend', 0.0):.1f}"]
             rows.append(row)
         title = f"{self.source}: {self.steps} steps, K={k}" + (", audited" if self.audited else "")
-        parts = [title, *_aligned(header, rows)]
+        parts = [title, *aligned(header, rows)]
         if self.by_stage:
             from online.evaluation.protocol import NEW_LEARNER_EVENTS
 
@@ -208,11 +208,11 @@ class Report:
                           f"{counts['new']} steps, established {counts['established']} steps"]
             staged = [[f"{label} {stage}"] + [f"{self.by_stage[stage][label][name]:.4f}" for name in PER_STEP]
                       for label in self.overall for stage in STAGES]
-            parts += _aligned(["policy", *per_step], staged)
+            parts += aligned(["policy", *per_step], staged)
         if self.knowledge:
             parts += ["", f"knowledge model, next answer of {self.knowledge['answers']:,} quiz answers"
                           f" ({self.knowledge['learners']} learners), prequential"]
-            parts += _aligned(["model", "auc", "rmse", "log_loss"],
+            parts += aligned(["model", "auc", "rmse", "log_loss"],
                               [[name, *(f"{values[m]:.4f}" for m in ("auc", "rmse", "log_loss"))]
                                for name, values in self.knowledge["models"].items()])
         return "\n".join(parts)
@@ -244,7 +244,7 @@ class Report:
 
 
 
-def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+def aligned(header: list[str], rows: list[list[str]]) -> list[str]:
     """Lines of a table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
