@@ -22,6 +22,7 @@ from streams.embedded_broker import free_port
 from tests.kafka_io import consume, produce
 from tests.test_outages import message_count, metric, wait_for
 from tests.test_pipeline import new_pipeline
+from tests.test_worker_api import samples, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
 
@@ -58,6 +59,19 @@ def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tm
     try:
         courses, parked = send_content_and_see_it_parked(pipeline, worker)
         wanted = {c.course_id for c in courses}
+        # the parked content's age, which operators are alerted on, grows while it waits; a course
+        # parked again keeps the time it was first parked
+        url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
+
+        def parked_age() -> float:
+            return total(samples(url), "coursestream_parked_content_age_seconds")
+
+        wait_for(lambda: parked_age() > 0, 60, worker.log)
+        again = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
+                        lambda r: any(p.attempts > 1 for p in r),
+                        decode=lambda m: ParkedContent.model_validate_json(m.value), describe=worker.log)
+        for course_id in {p.content.course_id for p in again if p.attempts > 1}:
+            assert len({p.parked_at for p in again if p.content.course_id == course_id} - {None}) == 1
 
         events = list(sample_events(10))
         pipeline.send_events(events)
@@ -80,6 +94,7 @@ def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tm
                             lambda r: any(x.trigger.event_id == "after-recovery" for x in r),
                             decode=lambda m: Recommendation.model_validate_json(m.value), describe=worker.log)
             assert next(x for x in after if x.trigger.event_id == "after-recovery").items
+            wait_for(lambda: parked_age() == 0, 60, worker.log)
     finally:
         worker.stop()
 
