@@ -38,6 +38,8 @@ _SECONDS_PER_DAY = 86_400
 #: Bits of a Bloom position: positions are below 3,072 bits (online.bloom.SIZE_BYTES * 8).
 _POSITION_BITS = 12
 _ENTRY = np.dtype([("key", "<u8"), ("until", "<u4")])
+#: No dismissals; shared, as entries are replaced, never changed in place.
+_NONE = np.zeros(0, dtype=_ENTRY)
 
 
 def course_keys(bloom_positions: np.ndarray) -> np.ndarray:
@@ -53,7 +55,7 @@ class Dismissals:
     __slots__ = ("_entries",)
 
     def __init__(self, entries: np.ndarray | None = None) -> None:
-        self._entries = np.zeros(0, dtype=_ENTRY) if entries is None else entries
+        self._entries = _NONE if entries is None else entries
 
     def __bool__(self) -> bool:
         return bool(len(self._entries))
