@@ -124,11 +124,12 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Shown:
     """A list as the learner saw it, as learning reads it at their next event: the courses, the
-    exploring arm of each (None: ranked), and their features, a row each (:data:`FEATURES`)."""
+    exploring arm of each (None: ranked), and its items, whose :attr:`features` the re-ranker
+    learns from (read only when it learns)."""
 
     course_ids: tuple[str, ...]
     arms: tuple[str | None, ...]
-    features: np.ndarray
+    items: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def of(cls, items: Sequence[Mapping[str, Any]]) -> Shown:
@@ -136,12 +137,17 @@ class Shown:
         return cls(
             tuple(item["course_id"] for item in items),
             tuple(item.get("exploration_arm") if item.get("explore") else None for item in items),
-            np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in items],
-                     dtype=np.float64).reshape(len(items), len(FEATURES)),
+            items,
         )
 
+    @property
+    def features(self) -> np.ndarray:
+        """The items' features, a row each (:data:`FEATURES`)."""
+        return np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in self.items],
+                        dtype=np.float64).reshape(len(self.items), len(FEATURES))
 
-NOTHING_SHOWN = Shown((), (), np.zeros((0, len(FEATURES))))
+
+NOTHING_SHOWN = Shown((), ())
 
 
 @dataclass
@@ -204,8 +210,9 @@ class Recommender:
                 positive = self.features(profile, [taken_up, *others], time)[0]
                 self.reranker.learn_one(dict(zip(FEATURES, positive.tolist())), True)
                 left = [j for j, course_id in enumerate(shown.course_ids) if course_id != event.course_id]
+                negatives = shown.features
                 for j in left:  # together they weigh as much as the positive (see LEARNING_RATE)
-                    self.reranker.learn_one(dict(zip(FEATURES, shown.features[j].tolist())), False, w=1.0 / len(left))
+                    self.reranker.learn_one(dict(zip(FEATURES, negatives[j].tolist())), False, w=1.0 / len(left))
             for course_id, arm in zip(shown.course_ids, shown.arms):
                 if arm is not None:
                     self.explorer.update(arm, float(course_id == event.course_id))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from online.candidates import Shortlist, merge, nearest_limit, shortlist, unlocked_by_last
 from streams.faust_fixes import processing
 from streams.vectorstore import Search
@@ -50,11 +48,9 @@ async def _shortlists(wanted: Sequence[Wanted], k: int, scale: int) -> list[Shor
         if profile.interest is None:  # nothing to search near: what the last course unlocks, as far as known
             sources = [(unlocked_by_last(catalogue, profile, scale * k), None)]
         else:
-            nearest = next(found)
-            sources = [(nearest[:, 0].astype(np.int64), nearest[:, 1])]
+            sources = [next(found)]  # nearest
             if profile.recent:
-                unlocked = next(found)
-                sources.append((unlocked[:, 0].astype(np.int64), unlocked[:, 1]))
+                sources.append(next(found))  # unlocked
         sources.append((catalogue.rows(ids), None))
         rows, similarity = merge(sources)
         lists.append(shortlist(catalogue, profile, rows, similarity, time=w.time, policy=w.policy, seed=w.seed,
