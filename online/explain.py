@@ -52,6 +52,11 @@ def contributions(features: np.ndarray, weights: Mapping[str, float]) -> np.ndar
     return weighted
 
 
+_SIMILARITY, _COLLABORATIVE, _POPULARITY, _IN_USE, _FACTORS, _NEWLY_USED, _UNLOCKS, _PREREQUISITES, _LEVEL, _FRESHNESS = (
+    COLUMN[name] for name in ("similarity", "collaborative", "popularity", "in_use", "factors", "newly_used", "unlocks",
+                              "prerequisites_met", "level_fit", "freshness"))
+
+
 def reasons(
     catalogue: Catalogue,
     profile: LearnerProfile,
@@ -63,54 +68,57 @@ def reasons(
     """The reasons of the course at catalogue ``row``, whose features are ``x`` and their
     contributions ``contribution`` (columns as :data:`~online.features.FEATURES`; see the module)."""
     last = profile.recent[-1] if profile.recent else None
-    prerequisites = catalogue.prerequisites[row]
     found: list[tuple[float, dict[str, Any]]] = []
-    similarity, collaborative, popularity = x[COLUMN["similarity"]], x[COLUMN["collaborative"]], x[COLUMN["popularity"]]
-    in_use, factors = x[COLUMN["in_use"]], x[COLUMN["factors"]]
+    similarity, collaborative, popularity, in_use, factors = (
+        x[_SIMILARITY], x[_COLLABORATIVE], x[_POPULARITY], x[_IN_USE], x[_FACTORS])
     if similarity > 0:
-        found.append((contribution[COLUMN["similarity"]], {
+        found.append((contribution[_SIMILARITY], {
             "code": "interest_similarity", "value": round(similarity, 4),
             "text": f"Close to what you engaged with recently (cosine {similarity:.2f})"}))
     if collaborative >= 0.01:
-        found.append((contribution[COLUMN["collaborative"]], {
+        found.append((contribution[_COLLABORATIVE], {
             "code": "taken_next_by_others", "course_id": last, "value": round(collaborative, 4),
             "text": f"Learners who took what you took recently went on to it ({collaborative:.0%})"}))
     if popularity > 0:
         takers = math.expm1(popularity)
-        found.append((contribution[COLUMN["popularity"]], {
+        found.append((contribution[_POPULARITY], {
             "code": "popular_now", "value": round(takers, 2), "text": f"Taken up lately by about {takers:.0f} learners"}))
     if in_use > 0:
         uses = math.expm1(in_use)
-        found.append((contribution[COLUMN["in_use"]], {
+        found.append((contribution[_IN_USE], {
             "code": "in_use_now", "value": round(uses, 2), "text": f"In use by your cohort: about {uses:.0f} visits lately"}))
     if factors > 0:
-        found.append((contribution[COLUMN["factors"]], {
+        found.append((contribution[_FACTORS], {
             "code": "used_by_learners_like_you", "value": round(factors, 4),
             "text": "Learners whose history is like yours use it"}))
-    if x[COLUMN["newly_used"]] >= 0.5:
-        found.append((contribution[COLUMN["newly_used"]], {
-            "code": "new_in_cohort", "text": "Your cohort started on it in the last days"}))
-    if x[COLUMN["unlocks"]] and last is not None:
-        found.append((contribution[COLUMN["unlocks"]], {
+    if x[_NEWLY_USED] >= 0.5:
+        found.append((contribution[_NEWLY_USED], {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"}))
+    prerequisites = catalogue.prerequisites[row]
+    if x[_UNLOCKS] and last is not None:
+        found.append((contribution[_UNLOCKS], {
             "code": "unlocked_by", "course_id": last, "text": f"Builds on {_title(catalogue, last)}, which you just took"}))
     elif prerequisites:
-        found.append((contribution[COLUMN["prerequisites_met"]], {
+        found.append((contribution[_PREREQUISITES], {
             "code": "prerequisites_met", "course_id": prerequisites[0],
             "text": "You have taken what it builds on: " + ", ".join(_title(catalogue, c) for c in prerequisites[:3])}))
-    if not np.isnan(catalogue.difficulty[row]):
+    if profile.knowledge.answers and not math.isnan(catalogue.difficulty[row]):
         fit, mastery = course_level_fit(profile.knowledge, catalogue, row)
         if mastery is not None and fit >= 0.5:
-            found.append((contribution[COLUMN["level_fit"]], {
+            found.append((contribution[_LEVEL], {
                 "code": "matches_level", "value": round(mastery, 3),
                 "text": f"{str(catalogue.payloads[row]['level']).capitalize()}: just above your "
                         f"mastery ({mastery:.2f}) of what it teaches"}))
-    if x[COLUMN["freshness"]] >= 0.5:
-        found.append((contribution[COLUMN["freshness"]], {"code": "new_course", "text": "Recently added to the catalogue"}))
-    found.sort(key=lambda item: -item[0])
+    if x[_FRESHNESS] >= 0.5:
+        found.append((contribution[_FRESHNESS], {"code": "new_course", "text": "Recently added to the catalogue"}))
+    found.sort(key=_first)
     ordered = [reason for _, reason in found]
     if arm is not None:
         ordered.insert(0, {"code": "exploration", "text": f"Something different to try (exploring: {arm})"})
     return ordered
+
+
+def _first(item: tuple[float, dict[str, Any]]) -> float:
+    return -item[0]
 
 
 def explain(
@@ -128,13 +136,14 @@ def explain(
     values = features[chosen]
     contribution = contributions(values, weights).tolist()
     items = []
-    for position, ((i, arm), row, rounded, weighed) in enumerate(
-            zip(picks, values.tolist(), values.round(4).tolist(), contribution), 1):
+    listed = rows[chosen].tolist()
+    for position, ((_, arm), row, x, rounded, weighed, score) in enumerate(
+            zip(picks, listed, values.tolist(), values.round(4).tolist(), contribution, scores[chosen].tolist()), 1):
         items.append({
-            "course_id": catalogue.course_ids[rows[i]],
+            "course_id": catalogue.course_ids[row],
             "rank": position,
-            "score": round(float(scores[i]), 6),
-            "reasons": reasons(catalogue, profile, int(rows[i]), row, weighed, arm),
+            "score": round(score, 6),
+            "reasons": reasons(catalogue, profile, row, x, weighed, arm),
             "explore": arm is not None,
             "exploration_arm": arm,
             "features": dict(zip(FEATURES, rounded)),

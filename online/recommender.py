@@ -81,7 +81,7 @@ from online.explain import explain
 from online.factorization import CourseFactors
 from online.features import COLUMN, FEATURES, features
 from online.mastery import MasteryModel
-from online.order import DIVERSE, POLICIES, RERANKED, order
+from online.order import DIVERSE, POLICIES, RERANKED, best_first_many, order
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.reranker import Reranker
@@ -148,6 +148,19 @@ class Shown:
 
 
 NOTHING_SHOWN = Shown((), ())
+
+
+class _CourseIds(Sequence[str]):
+    """The course ids of a list's rows, read only where ranking breaks a tie."""
+
+    def __init__(self, course_ids: Sequence[str], rows: np.ndarray) -> None:
+        self._course_ids, self._rows = course_ids, rows
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return self._course_ids[self._rows[i]]
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass
@@ -236,23 +249,26 @@ class Recommender:
 
     def rank(self, catalogue: Catalogue, lists: Sequence[Shortlist], k: int) -> list[list[dict[str, Any]]]:
         """The top ``k`` items of each list, explained, in the contract's shape (see the module):
-        features of the whole segment, scores in one product, then each list ordered and explained."""
+        features of the whole segment, scores in one product, the best of every list in one
+        sort, then each list ordered by its policy and explained."""
         matrix = features(self, catalogue, lists)
         scores = self.reranker.predict_matrix(matrix, FEATURES)
         weights = self.reranker.weights()
+        sizes = [len(listed.rows) for listed in lists]
+        rows = np.concatenate([listed.rows for listed in lists]) if lists else np.zeros(0, dtype=np.int64)
+        best = best_first_many(scores, rows, sizes, catalogue.course_ids, POOL * k)
         ranked, start = [], 0
-        for listed in lists:
-            end = start + len(listed.rows)
-            rows = listed.rows
-            ids = [catalogue.course_ids[row] for row in rows.tolist()]
+        for listed, size, top in zip(lists, sizes, best):
+            end = start + size
             unit_vectors = None
-            if listed.policy == DIVERSE and bool((catalogue.norms[rows] > 0).all()):
-                def unit_vectors(picked: list[int], rows: np.ndarray = rows) -> np.ndarray:
+            if listed.policy == DIVERSE and bool((catalogue.norms[listed.rows] > 0).all()):
+                def unit_vectors(picked: list[int], rows: np.ndarray = listed.rows) -> np.ndarray:
                     vectors = catalogue.vectors[rows[picked]]
                     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            picks = order(scores[start:end], matrix[start:end], ids, unit_vectors, k, listed.policy or RERANKED,
-                          self.explorer, self.explore_share, listed.seed)
-            ranked.append(explain(catalogue, listed.profile, rows, scores[start:end], matrix[start:end], picks, weights))
+            picks = order(scores[start:end], matrix[start:end], _CourseIds(catalogue.course_ids, listed.rows),
+                          unit_vectors, k, listed.policy or RERANKED, self.explorer, self.explore_share, listed.seed, top)
+            ranked.append(explain(catalogue, listed.profile, listed.rows, scores[start:end], matrix[start:end], picks,
+                                  weights))
             start = end
         return ranked
 
