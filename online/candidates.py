@@ -83,38 +83,79 @@ def shortlist(
     language: str | None = None,
     model_version: str | None = None,
 ) -> Shortlist:
-    """The rows the rules let through (see the module), each once, in their first place;
-    ``similarity`` is each row's cosine to the learner's interest (computed where not given or
-    ``nan``: the store's search gives it for the rows it found)."""
+    """One list's :func:`apply_rules`, in the learner's ``language`` if given."""
+    offered = Shortlist(profile, rows, np.full(len(rows), np.nan) if similarity is None else similarity, time, policy, seed)
+    [listed] = apply_rules(catalogue, [offered], languages=None if language is None else [language],
+                           model_version=model_version)
+    return listed
+
+
+#: A language code no course has: a list that keeps every language.
+_ANY = -3
+
+
+def apply_rules(
+    catalogue: Catalogue,
+    offered: Sequence[Shortlist],
+    *,
+    languages: Sequence[str | None] | None = None,
+    model_version: str | None = None,
+) -> list[Shortlist]:
+    """Each offered list with only the rows the rules let through (see the module), each once, in
+    its first place, for a whole segment of lists at once. ``similarity`` is each row's cosine to
+    the learner's interest, computed where ``nan`` (the store's search gives it for the rows it
+    found). ``languages`` gives each list's language (None: any), ``model_version`` the encoder
+    model every course must have been embedded with."""
+    if not offered:
+        return []
+    sizes = np.array([len(o.rows) for o in offered], dtype=np.int64)
+    rows = np.concatenate([o.rows for o in offered]).astype(np.int64, copy=False)
+    similarity = np.concatenate([o.similarity for o in offered]).astype(np.float64, copy=False)
+    owner = np.repeat(np.arange(len(offered)), sizes)
     keep = rows >= 0
-    _, first = np.unique(rows, return_index=True)
+    known = np.where(keep, rows, 0)
+    _, first = np.unique(owner * (len(catalogue) + 1) + np.where(keep, rows, len(catalogue)), return_index=True)
     once = np.zeros(len(rows), dtype=bool)
     once[first] = True
     keep &= once
-    known = np.where(keep, rows, 0)
-    if language is not None:
-        keep &= catalogue.language[known] == catalogue.languages.code(language)
+    if languages is not None:
+        codes = np.array([_ANY if lang is None else catalogue.languages.code(lang) for lang in languages])[owner]
+        keep &= (codes == _ANY) | (catalogue.language[known] == codes)
     if model_version is not None:
         keep &= catalogue.model_version[known] == catalogue.versions.code(model_version)
-    keep &= ~profile.taken.contains_positions(catalogue.bloom[known])
-    if profile.dismissed:
-        keep &= ~profile.dismissed.hides(catalogue.bloom[known], time)
-    for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]):
-        keep[i] = all(map(profile.has_taken, catalogue.prerequisites[rows[i]]))
-    kept = rows[keep]
-    if similarity is None:
-        found = catalogue.similarity(profile.interest, kept)
-    else:
-        found = similarity[keep]
-        unknown = np.isnan(found)
-        if unknown.any():
-            found[unknown] = catalogue.similarity(profile.interest, kept[unknown])
-    return Shortlist(profile, kept, found, time, policy, seed)
+    taken_bits = np.stack([o.profile.taken.bits() for o in offered])
+    keep &= ~taken_bits[owner[:, None], catalogue.bloom[known]].all(axis=1)
+    ends = np.cumsum(sizes)
+    for j in [j for j, o in enumerate(offered) if o.profile.dismissed]:  # few learners have any
+        span = slice(ends[j] - sizes[j], ends[j])
+        keep[span] &= ~offered[j].profile.dismissed.hides(catalogue.bloom[known[span]], offered[j].time)
+    for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]).tolist():
+        keep[i] = all(map(offered[owner[i]].profile.has_taken, catalogue.prerequisites[rows[i]]))
+    unknown = np.flatnonzero(keep & np.isnan(similarity))
+    if len(unknown):
+        similarity[unknown] = _similarity(catalogue, offered, rows[unknown], owner[unknown])
+    kept_sizes = np.bincount(owner[keep], minlength=len(offered))
+    kept_rows = np.split(rows[keep], np.cumsum(kept_sizes)[:-1])
+    kept_similarity = np.split(similarity[keep], np.cumsum(kept_sizes)[:-1])
+    return [Shortlist(o.profile, r, sim, o.time, o.policy, o.seed) for o, r, sim in zip(offered, kept_rows, kept_similarity)]
 
 
-def merge(sources: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rows of several sources, in source order, with their similarities (None or ``nan``: to compute)."""
-    rows = np.concatenate([rows for rows, _ in sources]) if sources else np.zeros(0, dtype=np.int64)
-    if all(similarity is None for _, similarity in sources):
-        return rows, None
+def _similarity(catalogue: Catalogue, offered: Sequence[Shortlist], rows: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Cosine of each row's vector to its list's learner's interest (0 without either)."""
+    dim = catalogue.vectors.shape[1]
+    interests = np.zeros((len(offered), dim), dtype=np.float32)
+    for j, o in enumerate(offered):
+        if o.profile.interest is not None and len(o.profile.interest) == dim:
+            interests[j] = o.profile.interest
+    norms = catalogue.norms[rows] * np.linalg.norm(interests, axis=1).astype(np.float64)[owner]
+    dots = np.einsum("ij,ij->i", catalogue.vectors[rows], interests[owner])
+    return np.divide(dots, norms, out=np.zeros(len(rows)), where=norms > 0)
+
+
+def merge(sources: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of several sources, in source order, with their similarities (``nan``: to compute;
+    a source without similarities gives None)."""
+    if not sources:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows = np.concatenate([rows for rows, _ in sources])
     return rows, np.concatenate([np.full(len(r), np.nan) if s is None else s for r, s in sources])

@@ -12,12 +12,11 @@ use of the course: nothing is taken up, and interest does not move. It is applie
 redelivered feedback message changes nothing (the profile's watermark and recent ids).
 
 >>> from datetime import datetime, timezone
->>> import numpy as np
 >>> from online.events import Feedback
 >>> from online.profile import LearnerProfile
->>> from online.recommender import FEATURES, Recommender, Shown
+>>> from online.recommender import Recommender, Shown
 >>> recommender, profile = Recommender(), LearnerProfile()
->>> shown = Shown(("intro", "art"), (None, "random"), np.zeros((2, len(FEATURES))))
+>>> shown = Shown.of([{"course_id": "intro"}, {"course_id": "art", "explore": True, "exploration_arm": "random"}])
 >>> dismiss = Feedback(event_id="f1", user_id="u1", course_id="art", action="dismiss",
 ...                    event_time=datetime(2024, 5, 1, tzinfo=timezone.utc))
 >>> learn_feedback(recommender, profile, dismiss, shown, offset=7)
@@ -67,7 +66,8 @@ def learn_feedback(
         return True
     j = shown.course_ids.index(feedback.course_id)
     if recommender.reranker.learning_rate:
-        recommender.reranker.learn_one(dict(zip(FEATURES, shown.features[j].tolist())), good)
+        shown_with = shown.items[j].get("features", {})
+        recommender.reranker.learn_one({name: shown_with.get(name, 0.0) for name in FEATURES}, good)
     if shown.arms[j] is not None:
         recommender.explorer.update(shown.arms[j], float(good))
     return True

@@ -71,7 +71,9 @@ def test_a_dismissed_course_is_left_out_of_lists_until_its_time_is_over() -> Non
 
 def _shown(*courses: str, arms: tuple[str | None, ...] | None = None) -> Shown:
     rng = np.random.default_rng(0)
-    return Shown(courses, arms or (None,) * len(courses), rng.uniform(0, 1, (len(courses), len(FEATURES))))
+    return Shown.of([{"course_id": course, "explore": arm is not None, "exploration_arm": arm,
+                      "features": dict(zip(FEATURES, rng.uniform(0, 1, len(FEATURES)).tolist()))}
+                     for course, arm in zip(courses, arms or (None,) * len(courses))])
 
 
 @pytest.mark.parametrize(("action", "rating", "direction"), [("dismiss", None, -1), ("rate", 1, -1), ("rate", 2, -1),
