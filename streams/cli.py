@@ -51,7 +51,7 @@ def worker(loglevel: str = "info") -> None:
 @cli.command()
 def broker(port: int = 9092) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory only) until Ctrl-C."""
-    from streams.embedded_broker import EmbeddedBroker
+    from streams.tools.embedded_broker import EmbeddedBroker
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -166,7 +166,7 @@ def evaluate(
     learner did next (Recall@K, NDCG@K, MRR, coverage, prerequisite violations), then learns.
     """
     from online.sources import READERS, detect_format
-    from streams.evaluation import POLICY_NAMES, evaluate_log
+    from streams.tools.evaluation import POLICY_NAMES, evaluate_log
 
     try:
         chosen = format or detect_format(source)
@@ -286,7 +286,7 @@ def demo(
     rate: Annotated[Optional[float], typer.Option(help="Replay at this many events/s (default: as fast as possible).")] = None,
 ) -> None:
     """Run everything on this machine: broker, Qdrant, encoder, worker; replay real learner events."""
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     raise typer.Exit(run_demo(max_events=events or None, show=show, rate=rate))
 
@@ -320,7 +320,7 @@ def bench_pipeline(
     data: Annotated[Optional[Path], typer.Option(help="The shared data folder (OULAD, EdNet).")] = None,
 ) -> None:
     """Worker throughput against a bare Kafka pass-through, latency, and cost growth (JSON, then a table on stderr)."""
-    from streams.bench import SHARED_DATA, run_pipeline_benchmark, table
+    from streams.tools.bench import SHARED_DATA, run_pipeline_benchmark, table
 
     figures = run_pipeline_benchmark(
         events=events, catalogue_sizes=_sizes(catalogues), learner_counts=_sizes(learners),

