@@ -9,9 +9,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints its figures as JSON.")
@@ -32,13 +35,25 @@ def logging_config(log_format: str, loglevel: str) -> dict | None:
     }
 
 
+def prepare_broker(settings: Settings) -> None:
+    """Start-up set-up that the settings ask for: on the embedded broker, its work-arounds
+    (before Faust creates its consumers; a real cluster needs none)."""
+    if settings.kafka_embedded:
+        from streams.tools.embedded_broker import apply_tansu_workarounds
+
+        apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
+
+
 @cli.command()
 def worker(loglevel: str = "info") -> None:
     """Run a stream worker (Faust) against the configured Kafka cluster."""
     import faust
 
-    from streams.worker import app, settings
+    from streams.settings import Settings
     from streams.topics import ensure_topics
+
+    prepare_broker(Settings())
+    from streams.worker import app, settings
 
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

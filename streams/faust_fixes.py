@@ -1,4 +1,5 @@
-"""Fixes for Faust (any broker, not just Tansu).
+"""Every use of Faust's private internals, in one place: each says why, and the release range
+it was written against is checked before any is applied (``pyproject.toml`` pins the same range).
 
 **A race that skips input after table recovery.** faust-streaming 0.15.3, ``Recovery.on_recovery_completed``, resumes the stream partitions,
 seeks them to their committed offsets and only then resumes the app's flow control, which
@@ -19,20 +20,46 @@ A table read or write takes its partition from Faust's current event (RocksDB ke
 per partition; the changelog record goes to that partition). Both set the current event only in
 the background task that fills their buffer, never in the agent's, so an agent working through
 a batch says which event it is on with :func:`processing`.
+
+**Hooks for brokers that need them** (used only by ``streams.tools.embedded_broker`` for
+Tansu's quirks, and only when the settings say the broker is the embedded one): the worker
+consumer's fetch wait, which Faust hard-codes to 1.5 s (``_create_worker_consumer``), and the
+end offsets table recovery reads (``_highwaters``).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+
+from aiokafka.structs import TopicPartition
 
 # Faust has no public setter of its current event: it sets it only while iterating a stream.
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import EventT
 
+#: The faust-streaming releases these fixes were written against: [first, end).
+TESTED_RELEASES = ((0, 15, 3), (0, 16))
+
 _on_recovery_completed = Recovery.on_recovery_completed
+_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+_highwaters = AIOKafkaConsumerThread._highwaters
+
+
+def check_faust_release(version: str | None = None) -> None:
+    """Refuse (RuntimeError) a faust-streaming release outside :data:`TESTED_RELEASES`: the
+    internals patched here may have changed."""
+    version = version or importlib.metadata.version("faust-streaming")
+    release = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    first, end = TESTED_RELEASES
+    if not first <= release < end:
+        raise RuntimeError(f"faust-streaming {version} is untested: streams/faust_fixes.py patches internals of "
+                           f"{'.'.join(map(str, first))} up to {'.'.join(map(str, end))} (exclusive)")
 
 
 async def _on_recovery_completed_with_flow_stopped(self: Recovery, generation_id: int = 0) -> None:
@@ -42,7 +69,36 @@ async def _on_recovery_completed_with_flow_stopped(self: Recovery, generation_id
 
 def apply_faust_fixes() -> None:
     """Patch Faust's recovery (idempotent); every worker applies it, whatever the broker."""
+    check_faust_release()
     Recovery.on_recovery_completed = _on_recovery_completed_with_flow_stopped  # type: ignore[method-assign]
+
+
+def _consumer_with_fetch_wait(self: AIOKafkaConsumerThread, transport: object, fetch_wait_ms: int) -> object:
+    consumer = _create_worker_consumer(self, transport)
+    consumer._fetch_max_wait_ms = fetch_wait_ms  # aiokafka reads it when the consumer starts
+    return consumer
+
+
+def set_worker_fetch_wait(fetch_wait_ms: int) -> None:
+    """Make the worker consumer wait at most ``fetch_wait_ms`` for a fetch (idempotent)."""
+    check_faust_release()
+    AIOKafkaConsumerThread._create_worker_consumer = functools.partialmethod(  # type: ignore[method-assign]
+        _consumer_with_fetch_wait, fetch_wait_ms=fetch_wait_ms)
+
+
+EndOffsets = Callable[[str, Mapping[TopicPartition, int]], Awaitable[dict[TopicPartition, int]]]
+
+
+def correct_end_offsets(correct: EndOffsets) -> None:
+    """Pass the end offsets Faust reads (table recovery's highwaters) through ``correct``, which
+    gets the bootstrap servers and the reported offsets (idempotent)."""
+    check_faust_release()
+
+    async def highwaters(self: AIOKafkaConsumerThread, partitions: object) -> dict[TopicPartition, int]:
+        reported = await _highwaters(self, partitions)
+        return await correct(",".join(f"{url.host}:{url.port or 9092}" for url in self.transport.url), reported)
+
+    AIOKafkaConsumerThread._highwaters = highwaters  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from streams.batches import Unwritten, caught_up, take_ready
 from streams.faust_app import allow_batch_rows, create_app, raw_topic
 from streams.faust_fixes import processing
 from streams.settings import Settings
+from streams.tools.embedded_broker import apply_tansu_workarounds
 
 settings = Settings()
 app = create_app(settings)
@@ -56,6 +57,8 @@ async def pass_on(stream: faust.StreamT) -> None:
 
 
 if __name__ == "__main__":
+    if settings.kafka_embedded:  # as `coursestream worker` does at start-up
+        apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     floor = faust.Worker(app, loglevel="warning")
     floor.spinner = None
