@@ -104,13 +104,14 @@ def explain(
     weights: Mapping[str, float],
 ) -> list[dict[str, Any]]:
     """The listed items of one list, in the contract's shape (``online.events.RecommendedItem``):
-    course, rank, score, reasons, exploration, and the features the re-ranker learns from."""
+    course and title, rank, score, reasons, exploration, and the features the re-ranker learns from."""
     chosen = [i for i, _ in picks]
     values = features[chosen]
     items = []
     for position, ((i, arm), row, rounded) in enumerate(zip(picks, values.tolist(), values.round(4).tolist()), 1):
         items.append({
             "course_id": catalogue.course_ids[rows[i]],
+            "title": catalogue.title(int(rows[i])),
             "rank": position,
             "score": round(float(scores[i]), 6),
             "reasons": reasons(catalogue, profile, int(rows[i]), dict(zip(FEATURES, row)), weights, arm),
