@@ -296,14 +296,17 @@ def schemas(out: Path = Path("schemas")) -> None:
 
 @cli.command()
 def demo(
-    events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 2000,
-    show: Annotated[int, typer.Option(help="Recommendations to print in full.")] = 5,
-    rate: Annotated[Optional[float], typer.Option(help="Replay at this many events/s (default: as fast as possible).")] = None,
+    events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 600,
+    rate: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")] = 20.0,
+    follow: Annotated[int, typer.Option(help="Learners whose story is printed.")] = 3,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print every published list as a JSON line instead.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep everything running afterwards for the live page.")] = False,
 ) -> None:
-    """Run everything on this machine: broker, Qdrant, encoder, worker; replay real learner events."""
+    """Run everything on this machine (broker, Qdrant, encoder, worker) and replay real learner events:
+    what a few learners did and the lists they got, then a summary."""
     from streams.tools.demo import run_demo
 
-    raise typer.Exit(run_demo(max_events=events or None, show=show, rate=rate))
+    raise typer.Exit(run_demo(events=events or None, rate=rate or None, follow=follow, as_json=json_lines, serve=serve))
 
 
 @bench.command("encoder")
