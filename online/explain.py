@@ -31,11 +31,6 @@ from online.order import Pick
 from online.profile import LearnerProfile
 
 
-def _title(catalogue: Catalogue, course_id: str) -> str:
-    row = catalogue.index.get(course_id)
-    return course_id if row is None else catalogue.title(row)
-
-
 def reasons(
     catalogue: Catalogue,
     profile: LearnerProfile,
@@ -75,11 +70,11 @@ def reasons(
         add("newly_used", {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"})
     if x["unlocks"] and last is not None:
         add("unlocks", {"code": "unlocked_by", "course_id": last,
-                        "text": f"Builds on {_title(catalogue, last)}, which you just took"})
+                        "text": f"Builds on {catalogue.title_of(last)}, which you just took"})
     elif prerequisites:
         add("prerequisites_met", {"code": "prerequisites_met", "course_id": prerequisites[0],
                                   "text": "You have taken what it builds on: "
-                                          + ", ".join(_title(catalogue, c) for c in prerequisites[:3])})
+                                          + ", ".join(catalogue.title_of(c) for c in prerequisites[:3])})
     if not np.isnan(catalogue.difficulty[row]):
         fit, mastery = course_level_fit(profile.knowledge, catalogue, row)
         if mastery is not None and fit >= 0.5:
