@@ -189,6 +189,9 @@ def run_demo(events: int | None = 600, rate: float | None = 20.0, follow: int = 
     def say(line: str) -> None:  # the story on stdout; with --json, stdout is the documents' alone
         print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the models' loading bars would garble the story
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="coursestream-demo-") as tmp, embedded_services() as (broker, encoder_url):
         env = {**embedded_env(broker.bootstrap_servers, encoder_url, Path(tmp)), "COURSESTREAM_WEB_TOKEN": token}
