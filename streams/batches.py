@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Sequence
 import faust
 from faust.types import TP, EventT, Message
 
+from streams.faust_fixes import read_in_background, remove_processor
+
 
 def lag(stream: faust.StreamT, message: Message) -> int:
     """Events after ``message`` in its partition, as of the last fetch; 0 if not known."""
@@ -85,7 +87,7 @@ async def take_ready(
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # acked below, once processed
     stream.add_processor(add)
-    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # read in the background, as take_events does
+    read_in_background(stream)
     try:
         while True:
             tick = loop.call_later(idle, ready.set) if idle is not None else None
@@ -112,7 +114,7 @@ async def take_ready(
         if deadline is not None:
             deadline.cancel()
         stream.enable_acks = enable_acks
-        stream._processors.remove(add)  # type: ignore[attr-defined]
+        remove_processor(stream, add)
 
 
 class Unwritten:

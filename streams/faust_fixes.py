@@ -21,6 +21,10 @@ per partition; the changelog record goes to that partition). Both set the curren
 the background task that fills their buffer, never in the agent's, so an agent working through
 a batch says which event it is on with :func:`processing`.
 
+**Batches of our own** (``streams.batches.take_ready``): a stream reads its channel in a
+background task only through a private method (as ``Stream.take_events`` does), and a processor
+is removed only through the private list: :func:`read_in_background`, :func:`remove_processor`.
+
 **Hooks for brokers that need them** (used only by ``streams.tools.embedded_broker`` for
 Tansu's quirks, and only when the settings say the broker is the embedded one): the worker
 consumer's fetch wait, which Faust hard-codes to 1.5 s (``_create_worker_consumer``), and the
@@ -41,7 +45,7 @@ from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.types import EventT
+from faust.types import EventT, StreamT
 
 #: The faust-streaming releases these fixes were written against: [first, end).
 TESTED_RELEASES = ((0, 15, 3), (0, 16))
@@ -113,3 +117,13 @@ def processing(event: EventT | None) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def read_in_background(stream: StreamT) -> None:
+    """Have ``stream`` read its channel in a background task, handing each event to its processors."""
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]
+
+
+def remove_processor(stream: StreamT, processor: Callable[[object], Awaitable[object]]) -> None:
+    """Undo ``stream.add_processor(processor)``."""
+    stream._processors.remove(processor)  # type: ignore[attr-defined]
