@@ -3,7 +3,6 @@ summary; ``--json`` prints the published documents alone, one a line."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys

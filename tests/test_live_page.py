@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from online.events import CourseContent
 from online.sources import oulad_catalogue
 from streams.tools.demo import SAMPLE, sample_events
 from tests.test_pipeline import new_pipeline
