@@ -161,6 +161,11 @@ class Catalogue:
         """The course's title, or its id where it has none."""
         return self.payloads[row].get("title") or self.course_ids[row]
 
+    def title_of(self, course_id: str) -> str:
+        """A course's title by id: its id where it has none or is not in the catalogue."""
+        row = self.index.get(course_id)
+        return course_id if row is None else self.title(row)
+
     def similarity(self, interest: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
         """Cosine between ``interest`` and each row's vector (0 without an interest or a vector)."""
         if interest is None or not len(rows):

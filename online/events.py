@@ -332,6 +332,7 @@ class Reason(_Contract):
 
 class RecommendedItem(_Contract):
     course_id: str
+    title: str | None = Field(None, description="The course's title in the catalogue (its id where it has none).")
     rank: int = Field(ge=1)
     score: float
     reasons: list[Reason]

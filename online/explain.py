@@ -33,11 +33,6 @@ from online.order import Pick
 from online.profile import LearnerProfile
 
 
-def _title(catalogue: Catalogue, course_id: str) -> str:
-    row = catalogue.index.get(course_id)
-    return course_id if row is None else catalogue.title(row)
-
-
 #: Each feature's column and, where it has one, its share's: a reason's contribution counts both.
 _COLUMNS = {name: (COLUMN[name], COLUMN.get(f"{name}_share")) for name in FEATURES if not name.endswith("_share")}
 
@@ -96,11 +91,11 @@ def reasons(
     prerequisites = catalogue.prerequisites[row]
     if x[_UNLOCKS] and last is not None:
         found.append((contribution[_UNLOCKS], {
-            "code": "unlocked_by", "course_id": last, "text": f"Builds on {_title(catalogue, last)}, which you just took"}))
+            "code": "unlocked_by", "course_id": last, "text": f"Builds on {catalogue.title_of(last)}, which you just took"}))
     elif prerequisites:
         found.append((contribution[_PREREQUISITES], {
             "code": "prerequisites_met", "course_id": prerequisites[0],
-            "text": "You have taken what it builds on: " + ", ".join(_title(catalogue, c) for c in prerequisites[:3])}))
+            "text": "You have taken what it builds on: " + ", ".join(catalogue.title_of(c) for c in prerequisites[:3])}))
     if profile.knowledge.answers and not math.isnan(catalogue.difficulty[row]):
         fit, mastery = course_level_fit(profile.knowledge, catalogue, row)
         if mastery is not None and fit >= 0.5:
@@ -131,7 +126,7 @@ def explain(
     weights: Mapping[str, float],
 ) -> list[dict[str, Any]]:
     """The listed items of one list, in the contract's shape (``online.events.RecommendedItem``):
-    course, rank, score, reasons, exploration, and the features the re-ranker learns from."""
+    course and title, rank, score, reasons, exploration, and the features the re-ranker learns from."""
     chosen = [i for i, _ in picks]
     values = features[chosen]
     contribution = contributions(values, weights).tolist()
@@ -141,6 +136,7 @@ def explain(
             zip(picks, listed, values.tolist(), values.round(4).tolist(), contribution, scores[chosen].tolist()), 1):
         items.append({
             "course_id": catalogue.course_ids[row],
+            "title": catalogue.title(row),
             "rank": position,
             "score": round(score, 6),
             "reasons": reasons(catalogue, profile, row, x, weighed, arm),

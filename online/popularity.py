@@ -39,7 +39,7 @@ Ranking asks about many courses at once (``nan``: never taken up):
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,23 @@ class DecayedPopularity(base.Estimator):
     def latest(self, context: str) -> float | None:
         """When a course of ``context`` was last taken up (None: never)."""
         return max((then for _, _, then in self.table.get(f"t:{context}", [])), default=None)
+
+    def combined_top(self, tops: Iterable[Sequence[Sequence[Any]]]) -> list[list[Any]]:
+        """Several lists of the most popular (``t:`` rows: of several contexts, or of one context
+        in several tables) as one: each course's take-ups summed, decayed to the latest time among
+        them; the ``top_size`` most popular, in the same row shape.
+
+        >>> popular = DecayedPopularity(half_life_days=1, top_size=2)
+        >>> popular.combined_top([[["a", 2.0, 86_400.0], ["c", 0.5, 0.0]], [["a", 2.0, 0.0], ["b", 1.5, 86_400.0]]])
+        [['a', 3.0, 86400.0], ['b', 1.5, 86400.0]]
+        """
+        entries = [entry for top in tops for entry in top]
+        latest = max((then for _, _, then in entries), default=0.0)
+        totals: dict[str, float] = {}
+        for course_id, score, then in entries:
+            totals[course_id] = totals.get(course_id, 0.0) + self._decayed(score, then, latest)
+        ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[: self.top_size]
+        return [[course_id, score, latest] for course_id, score in ranked]
 
     def top(self, n: int, time: float, context: str) -> list[tuple[str, float]]:
         """The ``n`` most popular courses of ``context`` at ``time``, most popular first."""

@@ -3,12 +3,13 @@
 Two kinds of bearer token are accepted on the learner endpoints (``/profiles``,
 ``/recommendations``, ``/paths``):
 
-- the operator token (``COURSESTREAM_WEB_TOKEN``), compared in constant time: any learner;
+- the operator token (``COURSESTREAM_WEB_TOKEN``), compared in constant time: any learner, and
+  what concerns every learner (the lists the worker published lately);
 - a learner token: a JWT the platform signs (``COURSESTREAM_WEB_JWT_PUBLIC_KEY``), verified with
   PyJWT (signature, ``exp``, ``aud``, ``iss`` when set); its user claim (``sub``) must name the
   learner asked about.
 
-No credentials: 401. A valid learner token for another learner: 403. A worker bound to any other
+No credentials: 401. A valid learner token for another learner, or for every learner: 403. A worker bound to any other
 address than loopback refuses to start without a token or a key; on loopback with neither (local
 runs, the demo) the API answers anyone who can reach it.
 """
@@ -92,8 +93,9 @@ class Authenticator:
         token = settings.web_token.get_secret_value() if settings.web_token else None
         return cls(token, learner_tokens)
 
-    def authorize(self, authorization: str | None, user_id: str) -> None:
-        """Return if the ``Authorization`` header may read ``user_id``'s data; HTTPException 401 or 403 if not."""
+    def authorize(self, authorization: str | None, user_id: str | None) -> None:
+        """Return if the ``Authorization`` header may read ``user_id``'s data (None: every learner's,
+        which only the operator token may); HTTPException 401 or 403 if not."""
         if self.open:
             return
         scheme, _, credentials = (authorization or "").partition(" ")
@@ -105,6 +107,8 @@ class Authenticator:
         learner = self.learner_tokens.learner(credentials) if self.learner_tokens is not None else None
         if learner is None:
             raise _unauthorized("the bearer token is not valid", error="invalid_token")
+        if user_id is None:
+            raise HTTPException(403, "only the operator token reads every learner's data")
         if learner != user_id:
             raise HTTPException(403, "the token is for another learner")
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 import faust
 from faust.types import TP, EventT, Message
 
-from streams.faust_fixes import read_in_background, waiting
+from streams.faust_fixes import read_in_background, remove_processor, waiting
 
 
 def lag(stream: faust.StreamT, message: Message) -> int:
@@ -86,7 +86,8 @@ async def take_ready(
 
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # acked below, once processed
-    detach = read_in_background(stream, add)
+    stream.add_processor(add)
+    read_in_background(stream)
     try:
         while True:
             tick = loop.call_later(idle, ready.set) if idle is not None else None
@@ -113,7 +114,7 @@ async def take_ready(
         if deadline is not None:
             deadline.cancel()
         stream.enable_acks = enable_acks
-        detach()
+        remove_processor(stream, add)
 
 
 class Unwritten:

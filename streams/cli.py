@@ -9,9 +9,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints its figures as JSON.")
@@ -34,13 +37,25 @@ def logging_config(log_format: str, loglevel: str) -> dict | None:
     }
 
 
+def prepare_broker(settings: Settings) -> None:
+    """Start-up set-up that the settings ask for: on the embedded broker, its work-arounds
+    (before Faust creates its consumers; a real cluster needs none)."""
+    if settings.kafka_embedded:
+        from streams.tools.embedded_broker import apply_tansu_workarounds
+
+        apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
+
+
 @cli.command()
 def worker(loglevel: str = "info") -> None:
     """Run a stream worker (Faust) against the configured Kafka cluster."""
     import faust
 
-    from streams.worker import app, settings
+    from streams.settings import Settings
     from streams.topics import ensure_topics
+
+    prepare_broker(Settings())
+    from streams.worker import app, settings
 
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +68,7 @@ def worker(loglevel: str = "info") -> None:
 @cli.command()
 def broker(port: int = 9092) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory only) until Ctrl-C."""
-    from streams.embedded_broker import EmbeddedBroker
+    from streams.tools.embedded_broker import EmbeddedBroker
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -171,7 +186,7 @@ def evaluate(
     scores the knowledge model's next-answer predictions (AUC, RMSE, log-loss).
     """
     from online.sources import READERS, detect_format
-    from streams.evaluation import POLICY_NAMES, evaluate_log
+    from streams.tools.evaluation import POLICY_NAMES, evaluate_log
 
     try:
         chosen = format or detect_format(source)
@@ -320,14 +335,17 @@ def schemas(out: Path = Path("schemas")) -> None:
 
 @cli.command()
 def demo(
-    events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 2000,
-    show: Annotated[int, typer.Option(help="Recommendations to print in full.")] = 5,
-    rate: Annotated[Optional[float], typer.Option(help="Replay at this many events/s (default: as fast as possible).")] = None,
+    events: Annotated[int, typer.Option(help="Learner events to replay (0: the whole sample).")] = 600,
+    rate: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")] = 20.0,
+    follow: Annotated[int, typer.Option(help="Learners whose story is printed.")] = 3,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print every published list as a JSON line instead.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep everything running afterwards for the live page.")] = False,
 ) -> None:
-    """Run everything on this machine: broker, Qdrant, encoder, worker; replay real learner events."""
-    from streams.demo import run_demo
+    """Run everything on this machine (broker, Qdrant, encoder, worker) and replay real learner events:
+    what a few learners did and the lists they got, then a summary."""
+    from streams.tools.demo import run_demo
 
-    raise typer.Exit(run_demo(max_events=events or None, show=show, rate=rate))
+    raise typer.Exit(run_demo(events=events or None, rate=rate or None, follow=follow, as_json=json_lines, serve=serve))
 
 
 @bench.command("encoder")
@@ -359,7 +377,7 @@ def bench_pipeline(
     data: Annotated[Optional[Path], typer.Option(help="The shared data folder (OULAD, EdNet).")] = None,
 ) -> None:
     """Worker throughput against a bare Kafka pass-through, latency, and cost growth (JSON, then a table on stderr)."""
-    from streams.bench import SHARED_DATA, run_pipeline_benchmark, table
+    from streams.tools.bench import SHARED_DATA, run_pipeline_benchmark, table
 
     figures = run_pipeline_benchmark(
         events=events, catalogue_sizes=_sizes(catalogues), learner_counts=_sizes(learners),

@@ -1,7 +1,9 @@
 """The Faust app every worker of ours runs on, configured from :class:`~streams.settings.Settings`.
 
-The recommender's worker (``streams.worker``) and the benchmark's Faust floor (``streams.floor``)
-share it, so the floor measures the very framework set-up the worker pays for.
+The recommender's worker (``streams.worker``) and the benchmark's Faust floor (``streams.tools.floor``)
+share it, so the floor measures the very framework set-up the worker pays for. The embedded
+broker's work-arounds are not applied here: ``coursestream worker`` applies them at start-up
+when the settings name the embedded broker.
 """
 
 from __future__ import annotations
@@ -12,12 +14,8 @@ from streams.faust_fixes import apply_faust_fixes
 from streams.settings import Settings
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app on the configured cluster, with our fixes (and Tansu's workarounds on the embedded broker)."""
+    """A Faust app on the configured cluster, with our fixes to Faust."""
     apply_faust_fixes()
-    if settings.kafka_embedded:
-        from streams.embedded_broker import apply_tansu_workarounds
-
-        apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
     return faust.App(
         settings.app_id,
         broker=settings.broker_urls(),

@@ -40,7 +40,8 @@ class Settings(SecretFileSettings):
     kafka_session_timeout_s: float = 30.0
     kafka_heartbeat_interval_s: float = 3.0
     kafka_embedded: bool = Field(
-        False, description="Set by `coursestream demo`/`broker`: enables the Tansu work-arounds."
+        False, description="The broker is the embedded one (Tansu, set by `coursestream demo`/`broker`):"
+        " `coursestream worker` applies its work-arounds at start-up."
     )
     kafka_embedded_fetch_wait_ms: int = Field(
         10, ge=1, description="The worker's fetch wait on the embedded broker. Tansu answers a fetch only when the"

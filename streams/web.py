@@ -1,11 +1,15 @@
 """The worker's HTTP API, served on the worker's own event loop (``faust.contrib.asgi``).
 
+- ``GET /``: the live page (``streams/page/``: HTML and a little JavaScript over the endpoints
+  below; it holds no data itself).
 - ``GET /healthz``: liveness (the event loop answers).
 - ``GET /readyz``: 200 once tables are recovered and no rebalance is under way, else 503.
 - ``GET /metrics``: Prometheus text.
+- ``GET /recommendations?after=N``: the lists this worker published lately, after the N-th
+  (``{"next": count, "lists": [...]}``); operator only.
 - ``GET /recommendations/{user_id}``: the latest list published for the learner; for a
-  learner with none yet, ``?context=PART_OF`` gives what is popular in that context (a
-  module, a programme) as the answering worker has seen it: cold start.
+  learner with none yet, what is popular in ``?context=PART_OF`` (a module, a programme), or
+  in every context without one, as the answering worker has seen it: cold start.
 - ``GET /profiles/{user_id}``: a readable summary of the learner's profile.
 - ``GET /paths/{user_id}/{goal}``: the courses to take, in order, to reach ``goal``.
 
@@ -24,12 +28,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import faust
 import httpx
 from faust.contrib.asgi import serve_asgi
-from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
@@ -48,12 +54,34 @@ access_log = logging.getLogger("streams.web.access")
 _ID = TypeAdapter(Id)
 
 
+PAGE = Path(__file__).parent / "page"
+#: The page's files, and the headers that keep it to itself: its own scripts and styles only, its
+#: own API only, never in a frame, no referrer (its URL may carry a token in the fragment).
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/page.js": ("page.js", "text/javascript"),
+              "/page.css": ("page.css", "text/css")}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
 class LearnerRows(Protocol):
     """A learner-keyed table as the API reads it (its name routes a request to the owner)."""
 
     name: str
 
     def get(self, key: bytes) -> bytes | None: ...
+
+
+class PublishedLists(Protocol):
+    """The lists a worker published lately (``streams.worker.recent``)."""
+
+    count: int
+
+    def since(self, after: int, limit: int) -> list[bytes]: ...
 
 
 def _same_worker(a: URL, b: URL) -> bool:
@@ -86,13 +114,15 @@ def create_api(
     latest: LearnerRows,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
     learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
-    cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
+    cold_start: Callable[[str, str | None], Awaitable[dict[str, Any]]],
+    published: PublishedLists,
     *,
     auth: Authenticator | None = None,
 ) -> FastAPI:
     """The API of one worker; the callables summarise a profile, plan a path from it, and
-    recommend to a learner with no profile yet in a given context. ``auth`` decides who reads
-    which learner: by default the settings' credentials (SystemExit if they do not allow serving)."""
+    recommend to a learner with no list yet (in a context, if given); ``published`` holds the
+    lists the worker published lately. ``auth`` decides who reads which learner: by default the
+    settings' credentials (SystemExit if they do not allow serving)."""
     auth = auth or Authenticator.from_settings(Settings())
     http = httpx.AsyncClient(timeout=5.0)
 
@@ -114,7 +144,7 @@ def create_api(
                         (time.perf_counter() - started) * 1000)
         return response
 
-    def learner(user_id: Annotated[str, Path()], request: Request) -> str:
+    def learner(user_id: Annotated[str, PathParameter()], request: Request) -> str:
         """The learner asked about, if the request's credentials may read their data."""
         user_id = valid_id(user_id, "user_id")
         auth.authorize(request.headers.get("authorization"), user_id)
@@ -137,6 +167,17 @@ def create_api(
         answer = await http.get(forward_url(owner, request), headers=headers)
         return Response(answer.content, answer.status_code, media_type="application/json")
 
+    def page_file(path: str) -> Callable[[], Awaitable[Response]]:
+        name, media_type = PAGE_FILES[path]
+        content = (PAGE / name).read_bytes()
+
+        async def serve() -> Response:
+            return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+        return serve
+
+    for page_path in PAGE_FILES:
+        api.add_api_route(page_path, page_file(page_path), methods=["GET"], include_in_schema=False)
+
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -154,6 +195,13 @@ def create_api(
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    @api.get("/recommendations")
+    async def recently_published(request: Request, after: Annotated[int, Query(ge=0)] = 0,
+                                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response:
+        auth.authorize(request.headers.get("authorization"), None)
+        lists = b",".join(published.since(after, limit))
+        return Response(b'{"next":%d,"lists":[%b]}' % (published.count, lists), media_type="application/json")
+
     @api.get("/recommendations/{user_id}")
     async def recommendations(request: Request, user_id: str = Depends(learner), context: str | None = None
                               ) -> Response:
@@ -162,11 +210,9 @@ def create_api(
         try:
             found = await owned_or_forwarded(latest, user_id, request)
         except HTTPException as error:
-            if error.status_code != 404 or context is None:
+            if error.status_code != 404:
                 raise
-            found = Response(status_code=404)
-        if context is not None and isinstance(found, Response) and found.status_code == 404:
-            return JSONResponse(await cold_start(user_id, context))
+            return JSONResponse(await cold_start(user_id, context))  # never a 404: a newcomer gets a list
         return found if isinstance(found, Response) else Response(found, media_type="application/json")
 
     @api.get("/profiles/{user_id}")

@@ -21,7 +21,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def broker():
     """A real Kafka-protocol broker process (Tansu) on 127.0.0.1, one per test session."""
-    from streams.embedded_broker import EmbeddedBroker
+    from streams.tools.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as embedded:
         yield embedded

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from online.events import ClickEvent, Recommendation, Trigger
-from streams.bench import Answer, Phase, learner_copy, percentile, real_events, scaled_catalogue
+from streams.tools.bench import Answer, Phase, learner_copy, percentile, real_events, scaled_catalogue
 from streams.vectorstore import CoursePoint
 from tests.kafka_io import PROJECT_ROOT
 

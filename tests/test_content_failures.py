@@ -17,7 +17,7 @@ import pytest
 
 from online.events import CourseContent, CourseIndexed, DeadLetter, MediaRef, ParkedContent
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE
+from streams.tools.demo import SAMPLE
 from tests.kafka_io import consume, produce
 from tests.test_pipeline import new_pipeline
 

@@ -36,8 +36,9 @@ from online.events import (
 )
 from online.profile import LearnerProfile
 from online.sources import InvalidRow, oulad_catalogue, read_oulad
-from streams.demo import SAMPLE, WorkerProcess, sample_events
-from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.embedded_broker import EmbeddedBroker
+from streams.tools.processes import WorkerProcess, free_port
 from streams.settings import Settings
 from tests.conftest import SHARED_DATA
 from tests.kafka_io import TopicReader, consume, produce
@@ -50,7 +51,7 @@ KILLS = int(os.environ.get("CRASH_KILLS", "3"))
 #: One message in this many is malformed.
 BAD_EVERY = 50
 #: Fetch wait of the workers and readers: the embedded broker answers a fetch empty when finding its offset
-#: takes longer than the wait, as it does in the long version's changelogs (see ``streams.embedded_broker``).
+#: takes longer than the wait, as it does in the long version's changelogs (see ``streams.tools.embedded_broker``).
 FETCH_WAIT_MS = 10 if EVENTS <= 10_000 else 500
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.embedded_broker import EmbeddedBroker, true_end_offsets
+from streams.tools.embedded_broker import EmbeddedBroker, true_end_offsets
 
 pytestmark = pytest.mark.broker
 

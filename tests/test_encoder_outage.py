@@ -17,8 +17,8 @@ from encoders.service import serve_in_background
 from encoders.settings import EncoderSettings
 from online.events import CourseContent, CourseIndexed, ParkedContent, Recommendation
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE, sample_events
-from streams.embedded_broker import free_port
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.processes import free_port
 from tests.kafka_io import consume, produce
 from tests.test_outages import message_count, metric, wait_for
 from tests.test_pipeline import new_pipeline

@@ -28,7 +28,7 @@ from PIL import Image
 
 from encoders.service import ServiceHandle, serve_in_background
 from encoders.settings import EncoderSettings
-from streams.embedded_broker import free_port, terminate
+from streams.tools.processes import free_port, terminate
 from tests.test_encoder_models import jpeg, photo
 
 pytestmark = pytest.mark.model

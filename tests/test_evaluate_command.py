@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from encoders.settings import EncoderSettings
 from streams.cli import cli
-from streams.evaluation import POLICY_NAMES, PROJECT_POLICY, catalogue_contents, catalogue_store, evaluate_log
+from streams.tools.evaluation import POLICY_NAMES, PROJECT_POLICY, catalogue_contents, catalogue_store, evaluate_log
 
 pytestmark = pytest.mark.model
 

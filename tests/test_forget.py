@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
 from streams.cli import cli
-from streams.demo import sample_events
+from streams.tools.demo import sample_events
 from tests.test_pipeline import Pipeline, new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]

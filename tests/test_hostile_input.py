@@ -21,7 +21,7 @@ from online.events import DEAD_LETTER_KEEPS_BYTES, MAX_EVENT_BYTES, InvalidEvent
 from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import Recommender
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE, sample_events
+from streams.tools.demo import SAMPLE, sample_events
 from tests.hostile import MUTATIONS, Message, draw_many, event_dicts, keyed, mutated, valid_messages
 from tests.kafka_io import consume
 from tests.test_pipeline import new_pipeline

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.demo import sample_events
-from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.tools.demo import sample_events
+from streams.tools.embedded_broker import EmbeddedBroker
+from streams.tools.processes import free_port
 from tests.test_pipeline import Pipeline, new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]

@@ -24,13 +24,8 @@ from online.events import CourseContent, RankRequest, Recommendation
 from online.policies import assign
 from online.recommender import POLICIES, RERANKED
 from online.sources import oulad_catalogue
-from streams.demo import (
-    SAMPLE,
-    WorkerProcess,
-    embedded_env,
-    sample_events,
-    settings_from,
-)
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.processes import WorkerProcess, embedded_env, settings_from
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.kafka_io import consume, produce
@@ -230,7 +225,24 @@ def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running,
     exploited = [item for item in cold["items"] if not item["explore"]]
     assert exploited[0]["reasons"][0]["code"] == "popular_now"
     assert exploited[0]["course_id"] in {course for course, _ in taken.most_common(20)}
-    assert httpx.get(f"{url}/recommendations/newcomer", timeout=30).status_code == 404  # no context: nothing to go on
+
+
+def test_a_learner_never_seen_and_without_a_context_gets_the_popular_courses_overall(running, catalogue) -> None:
+    pipeline, worker = running
+    events = list(sample_events(400))
+    pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+    url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
+    answer = httpx.get(f"{url}/recommendations/never-seen", timeout=30)
+    assert answer.status_code == 200, answer.text  # never a 404
+    cold = answer.json()
+    assert cold["cold_start"] and cold["context"] is None and cold["user_id"] == "never-seen"
+    assert len(cold["items"]) == pipeline.settings.recommendations_k
+    titles = {c.course_id: c.title for c in catalogue}
+    assert all(item["title"] == titles[item["course_id"]] for item in cold["items"])
+    exploited = [item for item in cold["items"] if not item["explore"]]
+    assert all(item["reasons"][0]["code"] == "popular_now" for item in exploited)
+    takers = Counter(course for course, _ in {(e.course_id, e.user_id) for e in events})
+    assert exploited[0]["course_id"] in {course for course, _ in takers.most_common(10)}
 
 
 def test_a_rank_request_is_answered_with_exactly_its_candidates_ranked(running, catalogue) -> None:

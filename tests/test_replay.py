@@ -24,7 +24,8 @@ import pytest
 
 from online.events import parse_learner_event
 from online.sources import open_log, presentation_start, write_log
-from streams.demo import embedded_env, sample_events, settings_from
+from streams.tools.demo import sample_events
+from streams.tools.processes import embedded_env, settings_from
 from streams.replay import (
     CHECKPOINT_EVENTS,
     Checkpoint,

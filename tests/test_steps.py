@@ -3,6 +3,7 @@ matrix for a segment), order and explain (``online.recommender.Recommender.rank`
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -76,3 +77,6 @@ def test_explained_items_follow_the_contract_and_name_titles() -> None:
     assert [item.score for item in validated] == sorted((item.score for item in validated), reverse=True)
     unlocked = next(item for item in validated if item.course_id == "c6")  # needs c5, just taken
     assert any(r.code == "unlocked_by" and r.text == "Builds on Course 5, which you just took" for r in unlocked.reasons)
+    assert all(item.title == f"Course {item.course_id[1:]}" for item in validated)
+    texts = [r.text for item in validated for r in item.reasons]
+    assert texts and not any(re.search(r"\bc\d+\b", text) for text in texts), "a reason names a raw course id"

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from streams.demo import embedded_env, settings_from
+from streams.tools.processes import embedded_env, settings_from
 from streams.subscriber import recommendations
 from streams.topics import ensure_topics
 from tests.kafka_io import produce

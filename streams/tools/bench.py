@@ -9,7 +9,7 @@ measures:
 - **ceiling**: a bare aiokafka consume-then-produce process passing the same events from a
   learner-events topic to a recommendations topic (same partitions, same broker, same fetch
   wait as the worker);
-- **Faust floor**: the same through ``streams.floor``, the worker with the recommender taken
+- **Faust floor**: the same through ``streams.tools.floor``, the worker with the recommender taken
   out (same Faust set-up and batches, a table row and a send for each event): what Faust itself
   costs here, so the gap to the ceiling splits into Faust's share and the recommender's;
 - **worker**: the same events through one worker, as fast as the producer sends them: events/s
@@ -56,17 +56,17 @@ from aiokafka.structs import TopicPartition
 
 from online.events import ClickEvent, CourseContent, QuizEvent, VideoEvent
 from online.sources import InvalidRow, ednet_catalogue, oulad_catalogue, read_ednet_kt4, read_oulad
-from streams.demo import WorkerProcess, embedded_env, embedded_services, settings_from
-from streams.embedded_broker import FETCH_MAX_WAIT_MS, true_end_offsets
 from streams.encoder_client import EncoderClient
 from streams.replay import replay_events
 from streams.settings import Settings
+from streams.tools.embedded_broker import FETCH_MAX_WAIT_MS, true_end_offsets
+from streams.tools.processes import WorkerProcess, embedded_env, embedded_services, settings_from
 from streams.topics import ensure_topics
 from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 #: The OULAD presentations replayed (the ones meant for tuning and benchmarks).
 OULAD_PRESENTATIONS = [("AAA", "2013J"), ("AAA", "2014J")]
 #: Standard deviation of the noise added to each component of a copied course vector (384-d,
@@ -456,7 +456,7 @@ async def _faust_floor(setup: Setup, warm_up: list[LearnerEvent], events: list[L
     settings = settings_from(env)
     ensure_topics(settings)
     (setup.workdir / "floor").mkdir(parents=True, exist_ok=True)
-    floor = WorkerProcess(env, setup.workdir / "floor" / "worker.log", ("streams.floor",)).start()
+    floor = WorkerProcess(env, setup.workdir / "floor" / "worker.log", ("streams.tools.floor",)).start()
     try:
         return await _baseline(settings, floor.process.pid, warm_up, events, paced)
     finally:
