@@ -9,8 +9,11 @@
 - what others took next after the learner's recent courses and what is popular in the learner's
   context (``online.recommender.Recommender.candidate_ids``).
 
-**Rules** (:func:`shortlist`): a course the learner took is dropped, and so is one whose
-prerequisites the learner has not all taken (a learning path shows it after what it needs);
+**Rules** (:func:`shortlist`): a course the learner took is dropped (by the profile's Bloom
+filter: a rare false "taken" only hides a course), and so is one whose prerequisites the learner
+has not all taken (a learning path shows it after what it needs), checked against an exact set
+of what they took (``online.taken``) where the caller has one: the filter alone would let an
+unready course through now and then;
 where the caller asks, so is one in another language or embedded by another encoder model.
 
 >>> import numpy as np
@@ -28,7 +31,7 @@ where the caller asks, so is one in another language or embedded by another enco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +84,12 @@ def shortlist(
     seed: str = "",
     language: str | None = None,
     model_version: str | None = None,
+    taken: Container[str] | None = None,
 ) -> Shortlist:
     """The rows the rules let through (see the module), each once, in their first place;
     ``similarity`` is each row's cosine to the learner's interest (computed where not given or
-    ``nan``: the store's search gives it for the rows it found)."""
+    ``nan``: the store's search gives it for the rows it found); ``taken`` is what the learner
+    took, exactly (``online.taken.TakenCourses``), for the prerequisites (default: the profile)."""
     keep = rows >= 0
     _, first = np.unique(rows, return_index=True)
     once = np.zeros(len(rows), dtype=bool)
@@ -96,8 +101,9 @@ def shortlist(
     if model_version is not None:
         keep &= catalogue.model_version[known] == catalogue.versions.code(model_version)
     keep &= ~profile.taken.contains_positions(catalogue.bloom[known])
+    has_taken = profile.has_taken if taken is None else taken.__contains__
     for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]):
-        keep[i] = all(map(profile.has_taken, catalogue.prerequisites[rows[i]]))
+        keep[i] = all(map(has_taken, catalogue.prerequisites[rows[i]]))
     kept = rows[keep]
     if similarity is None:
         found = catalogue.similarity(profile.interest, kept)

@@ -50,7 +50,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from encoders.settings import EncoderSettings
-from online.evaluation import BASELINES, Block, Report, Steps, evaluate, oulad_steps, prequential_steps
+from online.evaluation import BASELINES, Block, Report, Steps, evaluate, no_prerequisites, oulad_steps, prequential_steps
+from online.evaluation.metrics import PrerequisitesMet
 from online.evaluation.recommender_policy import RecommenderPolicy, step_id
 from online.events import (
     MAX_RANK_CANDIDATES,
@@ -334,6 +335,20 @@ def catalogue_contents(
     return None
 
 
+def prerequisites_of(contents: Sequence[CourseContent] | None) -> PrerequisitesMet:
+    """The harness's prerequisite hook from the catalogue's own prerequisites: a recommended course
+    counts as a violation unless the learner had taken every one of them before the step.
+
+    >>> met = prerequisites_of([CourseContent(course_id="b", title="B", prerequisites=["a"])])
+    >>> met("b", frozenset()), met("b", frozenset({"a"})), met("a", frozenset())
+    (False, True, True)
+    """
+    required = {c.course_id: frozenset(c.prerequisites) for c in contents or () if c.prerequisites}
+    if not required:
+        return no_prerequisites
+    return lambda course_id, taken: required.get(course_id, frozenset()) <= taken
+
+
 def _check_rankable(steps: Steps, contents: Sequence[CourseContent] | None) -> None:
     """Refuse a run the worker could not answer as the in-process policy would: it ranks only
     indexed courses, and a rank request holds at most ``MAX_RANK_CANDIDATES``."""
@@ -382,8 +397,8 @@ def evaluate_log(
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}")
     steps = evaluation_steps(source, format, presentations, last_day, max_learners)
     factories = {name: seeded(BASELINES[name], seed) for name in policies if name in BASELINES}
+    contents = catalogue_contents(source, format, presentations, courses)
     if PROJECT_POLICY in policies:
-        contents = catalogue_contents(source, format, presentations, courses)
         cache = cache or settings.data_dir / "evaluation"
         using = settings.ranking_vector
         if through_kafka:
@@ -412,4 +427,4 @@ def evaluate_log(
         else:
             project = RecommenderPolicy  # no content to embed: no similarity, no payloads
         factories = {PROJECT_POLICY: project, **factories}
-    return evaluate(steps, factories, k=k, window=window, audit=audit)
+    return evaluate(steps, factories, k=k, window=window, audit=audit, prerequisites_met=prerequisites_of(contents))

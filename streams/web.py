@@ -85,12 +85,12 @@ def create_api(
     profiles: LearnerRows,
     latest: LearnerRows,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
-    learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
+    learning_path: Callable[[str, LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str], Awaitable[dict[str, Any]]],
     *,
     auth: Authenticator | None = None,
 ) -> FastAPI:
-    """The API of one worker; the callables summarise a profile, plan a path from it, and
+    """The API of one worker; the callables summarise a profile, plan a learner's path from it, and
     recommend to a learner with no profile yet in a given context. ``auth`` decides who reads
     which learner: by default the settings' credentials (SystemExit if they do not allow serving)."""
     auth = auth or Authenticator.from_settings(Settings())
@@ -184,7 +184,7 @@ def create_api(
         if isinstance(found, Response):
             return found
         try:
-            steps = await learning_path(LearnerProfile.from_bytes(found), goal)
+            steps = await learning_path(user_id, LearnerProfile.from_bytes(found), goal)
         except PrerequisiteCycle as error:
             raise HTTPException(409, str(error)) from None
         return Response(json.dumps({"user_id": user_id, "goal": goal, "path": steps}), media_type="application/json")

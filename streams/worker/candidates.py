@@ -58,7 +58,7 @@ async def _shortlists(wanted: Sequence[Wanted], k: int, scale: int) -> list[Shor
         sources.append((catalogue.rows(ids), None))
         rows, similarity = merge(sources)
         lists.append(shortlist(catalogue, profile, rows, similarity, time=w.time, policy=w.policy, seed=w.seed,
-                               language=profile.language, model_version=version))
+                               language=profile.language, model_version=version, taken=w.taken))
     return lists
 
 
