@@ -39,7 +39,7 @@ from online.sources import InvalidRow, oulad_catalogue, read_oulad
 from streams.demo import SAMPLE, WorkerProcess, sample_events
 from streams.embedded_broker import EmbeddedBroker, free_port
 from streams.settings import Settings
-from tests.conftest import SHARED_DATA
+from tests.conftest import require_shared_data
 from tests.kafka_io import TopicReader, consume, produce
 from tests.test_pipeline import Pipeline, new_pipeline
 
@@ -81,9 +81,7 @@ def real_events() -> tuple[list[CourseContent], list[LearnerEvent]]:
     """The shipped sample when it is big enough, else AAA 2013J from the shared OULAD files."""
     if EVENTS <= 10_000:
         return list(oulad_catalogue(SAMPLE)), list(sample_events(EVENTS))
-    folder = SHARED_DATA / "oulad"
-    if not folder.exists():
-        pytest.skip(f"{EVENTS} events need {folder}")
+    folder = require_shared_data() / "oulad"
     only = [("AAA", "2013J")]
     events: list[LearnerEvent] = []
     for row in read_oulad(folder, presentations=only):
