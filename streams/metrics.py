@@ -29,6 +29,10 @@ vector_store_seconds = Histogram(
 encoder_calls = Counter("coursestream_encoder_calls", "Encoder service calls, by outcome.", ["outcome"])
 courses_indexed = Counter("coursestream_courses_indexed", "Courses embedded and stored.")
 courses_parked = Counter("coursestream_courses_parked", "Courses parked on the retry topic.")
+catalogue_replica_points = Counter(
+    "coursestream_catalogue_replica_points",
+    "Points read from the course-vectors topic into this worker's embedded store (any worker's indexing).",
+)
 forget_requests = Counter(
     "coursestream_forget_requests", "Privacy requests handled, by whether anything was left to delete.", ["outcome"]
 )
