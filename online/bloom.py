@@ -58,17 +58,17 @@ class BloomFilter:
         mask = _mask(item, self._size * 8)
         return self._bits & mask == mask
 
-    def contains_positions(self, item_positions: np.ndarray) -> np.ndarray:
-        """Membership of many items at once, each given by its :func:`positions` (a row each):
-        ranking asks about a whole candidate list.
+    def bits(self) -> np.ndarray:
+        """The filter's bits as an array, bit ``p`` at index ``p``: membership of many items at
+        once is ``bits[positions].all(axis=1)``, each item given by its :func:`positions` (ranking
+        asks about whole candidate lists).
 
         >>> taken = BloomFilter()
         >>> taken.add("cs50")
-        >>> taken.contains_positions(np.array([positions("cs50"), positions("ml101")])).tolist()
+        >>> taken.bits()[np.array([positions("cs50"), positions("ml101")])].all(axis=1).tolist()
         [True, False]
         """
-        bits = np.unpackbits(np.frombuffer(self.to_bytes(), dtype=np.uint8), bitorder="little")
-        return bits[item_positions].all(axis=1)
+        return np.unpackbits(np.frombuffer(self.to_bytes(), dtype=np.uint8), bitorder="little")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BloomFilter) and (self._size, self._bits) == (other._size, other._bits)

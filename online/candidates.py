@@ -12,7 +12,7 @@
 **Rules** (:func:`shortlist`): a course the learner took is dropped (by the profile's Bloom
 filter: a rare false "taken" only hides a course), and so is one whose prerequisites the learner
 has not all taken (a learning path shows it after what it needs), checked against an exact set
-of what they took (``online.taken``) where the caller has one: the filter alone would let an
+of what they took (``online.taken``) where the list has one: the filter alone would let an
 unready course through now and then;
 where the caller asks, so is one in another language or embedded by another encoder model.
 
@@ -63,7 +63,9 @@ def unlocked_by_last(catalogue: Catalogue, profile: LearnerProfile, k: int) -> n
 class Shortlist:
     """One list to rank: the learner, the rows of the courses they may be shown (catalogue rows,
     in source order), each one's similarity to their interest, and the list's event time,
-    policy and seed (the triggering event's id: exploration repeats on a replay)."""
+    policy and seed (the triggering event's id: exploration repeats on a replay); ``taken`` is
+    every course the learner took, exactly (``online.taken.TakenCourses``), which prerequisites
+    are checked against (None: the profile's Bloom filter)."""
 
     profile: LearnerProfile
     rows: np.ndarray
@@ -71,6 +73,7 @@ class Shortlist:
     time: float = 0.0
     policy: str = ""
     seed: str = ""
+    taken: Container[str] | None = None
 
 
 def shortlist(
@@ -86,38 +89,80 @@ def shortlist(
     model_version: str | None = None,
     taken: Container[str] | None = None,
 ) -> Shortlist:
-    """The rows the rules let through (see the module), each once, in their first place;
-    ``similarity`` is each row's cosine to the learner's interest (computed where not given or
-    ``nan``: the store's search gives it for the rows it found); ``taken`` is what the learner
-    took, exactly (``online.taken.TakenCourses``), for the prerequisites (default: the profile)."""
+    """One list's :func:`apply_rules`, in the learner's ``language`` if given; ``taken``: what the
+    learner took, exactly, for the prerequisites (see :class:`Shortlist`)."""
+    offered = Shortlist(profile, rows, np.full(len(rows), np.nan) if similarity is None else similarity, time, policy,
+                        seed, taken)
+    [listed] = apply_rules(catalogue, [offered], languages=None if language is None else [language],
+                           model_version=model_version)
+    return listed
+
+
+#: A language code no course has: a list that keeps every language.
+_ANY = -3
+
+
+def apply_rules(
+    catalogue: Catalogue,
+    offered: Sequence[Shortlist],
+    *,
+    languages: Sequence[str | None] | None = None,
+    model_version: str | None = None,
+) -> list[Shortlist]:
+    """Each offered list with only the rows the rules let through (see the module), each once, in
+    its first place, for a whole segment of lists at once. ``similarity`` is each row's cosine to
+    the learner's interest, computed where ``nan`` (the store's search gives it for the rows it
+    found). ``languages`` gives each list's language (None: any), ``model_version`` the encoder
+    model every course must have been embedded with."""
+    if not offered:
+        return []
+    sizes = np.array([len(o.rows) for o in offered], dtype=np.int64)
+    rows = np.concatenate([o.rows for o in offered]).astype(np.int64, copy=False)
+    similarity = np.concatenate([o.similarity for o in offered]).astype(np.float64, copy=False)
+    owner = np.repeat(np.arange(len(offered)), sizes)
     keep = rows >= 0
-    _, first = np.unique(rows, return_index=True)
+    known = np.where(keep, rows, 0)
+    _, first = np.unique(owner * (len(catalogue) + 1) + np.where(keep, rows, len(catalogue)), return_index=True)
     once = np.zeros(len(rows), dtype=bool)
     once[first] = True
     keep &= once
-    known = np.where(keep, rows, 0)
-    if language is not None:
-        keep &= catalogue.language[known] == catalogue.languages.code(language)
+    if languages is not None:
+        codes = np.array([_ANY if lang is None else catalogue.languages.code(lang) for lang in languages])[owner]
+        keep &= (codes == _ANY) | (catalogue.language[known] == codes)
     if model_version is not None:
         keep &= catalogue.model_version[known] == catalogue.versions.code(model_version)
-    keep &= ~profile.taken.contains_positions(catalogue.bloom[known])
-    has_taken = profile.has_taken if taken is None else taken.__contains__
-    for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]):
+    taken_bits = np.stack([o.profile.taken.bits() for o in offered])
+    keep &= ~taken_bits[owner[:, None], catalogue.bloom[known]].all(axis=1)
+    for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]).tolist():
+        listed = offered[owner[i]]
+        has_taken = listed.profile.has_taken if listed.taken is None else listed.taken.__contains__
         keep[i] = all(map(has_taken, catalogue.prerequisites[rows[i]]))
-    kept = rows[keep]
-    if similarity is None:
-        found = catalogue.similarity(profile.interest, kept)
-    else:
-        found = similarity[keep]
-        unknown = np.isnan(found)
-        if unknown.any():
-            found[unknown] = catalogue.similarity(profile.interest, kept[unknown])
-    return Shortlist(profile, kept, found, time, policy, seed)
+    unknown = np.flatnonzero(keep & np.isnan(similarity))
+    if len(unknown):
+        similarity[unknown] = _similarity(catalogue, offered, rows[unknown], owner[unknown])
+    kept_sizes = np.bincount(owner[keep], minlength=len(offered))
+    kept_rows = np.split(rows[keep], np.cumsum(kept_sizes)[:-1])
+    kept_similarity = np.split(similarity[keep], np.cumsum(kept_sizes)[:-1])
+    return [Shortlist(o.profile, r, sim, o.time, o.policy, o.seed, o.taken)
+            for o, r, sim in zip(offered, kept_rows, kept_similarity)]
 
 
-def merge(sources: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rows of several sources, in source order, with their similarities (None or ``nan``: to compute)."""
-    rows = np.concatenate([rows for rows, _ in sources]) if sources else np.zeros(0, dtype=np.int64)
-    if all(similarity is None for _, similarity in sources):
-        return rows, None
+def _similarity(catalogue: Catalogue, offered: Sequence[Shortlist], rows: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Cosine of each row's vector to its list's learner's interest (0 without either)."""
+    dim = catalogue.vectors.shape[1]
+    interests = np.zeros((len(offered), dim), dtype=np.float32)
+    for j, o in enumerate(offered):
+        if o.profile.interest is not None and len(o.profile.interest) == dim:
+            interests[j] = o.profile.interest
+    norms = catalogue.norms[rows] * np.linalg.norm(interests, axis=1).astype(np.float64)[owner]
+    dots = np.einsum("ij,ij->i", catalogue.vectors[rows], interests[owner])
+    return np.divide(dots, norms, out=np.zeros(len(rows)), where=norms > 0)
+
+
+def merge(sources: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of several sources, in source order, with their similarities (``nan``: to compute;
+    a source without similarities gives None)."""
+    if not sources:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows = np.concatenate([rows for rows, _ in sources])
     return rows, np.concatenate([np.full(len(r), np.nan) if s is None else s for r, s in sources])

@@ -12,8 +12,10 @@ its share included); an exploring item says so first.
 >>> catalogue = Catalogue()
 >>> _ = catalogue.put("intro", None, {"title": "Programming 101"})
 >>> _ = catalogue.put("loops", None, {"title": "Loops", "prerequisites": ["intro"]})
->>> x = dict.fromkeys(FEATURES, 0.0) | {"unlocks": 1.0, "similarity": 0.8}
->>> [r["text"] for r in reasons(catalogue, LearnerProfile(recent=["intro"]), 1, x, {"unlocks": 1.0, "similarity": 2.0})]
+>>> x = np.zeros((1, len(FEATURES)))
+>>> x[0, FEATURES.index("unlocks")], x[0, FEATURES.index("similarity")] = 1.0, 0.8
+>>> weighed = contributions(x, {"unlocks": 1.0, "similarity": 2.0})
+>>> [r["text"] for r in reasons(catalogue, LearnerProfile(recent=["intro"]), 1, x[0].tolist(), weighed[0].tolist())]
 ['Close to what you engaged with recently (cosine 0.80)', 'Builds on Programming 101, which you just took']
 """
 
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from online.catalogue import Catalogue
-from online.features import FEATURES, course_level_fit
+from online.features import COLUMN, FEATURES, course_level_fit
 from online.order import Pick
 from online.profile import LearnerProfile
 
@@ -36,62 +38,87 @@ def _title(catalogue: Catalogue, course_id: str) -> str:
     return course_id if row is None else catalogue.title(row)
 
 
+#: Each feature's column and, where it has one, its share's: a reason's contribution counts both.
+_COLUMNS = {name: (COLUMN[name], COLUMN.get(f"{name}_share")) for name in FEATURES if not name.endswith("_share")}
+
+
+def contributions(features: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+    """Each feature's contribution to the score of each row (weight times value, its share's
+    included), a column a feature as in ``features``."""
+    weighted = features * np.array([weights.get(name, 0.0) for name in FEATURES])
+    for own, share in _COLUMNS.values():
+        if share is not None:
+            weighted[:, own] += weighted[:, share]
+    return weighted
+
+
+_SIMILARITY, _COLLABORATIVE, _POPULARITY, _IN_USE, _FACTORS, _NEWLY_USED, _UNLOCKS, _PREREQUISITES, _LEVEL, _FRESHNESS = (
+    COLUMN[name] for name in ("similarity", "collaborative", "popularity", "in_use", "factors", "newly_used", "unlocks",
+                              "prerequisites_met", "level_fit", "freshness"))
+
+
 def reasons(
     catalogue: Catalogue,
     profile: LearnerProfile,
     row: int,
-    x: Mapping[str, float],
-    weights: Mapping[str, float],
+    x: Sequence[float],
+    contribution: Sequence[float],
     arm: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The reasons of the course at catalogue ``row`` with features ``x`` (see the module)."""
+    """The reasons of the course at catalogue ``row``, whose features are ``x`` and their
+    contributions ``contribution`` (columns as :data:`~online.features.FEATURES`; see the module)."""
     last = profile.recent[-1] if profile.recent else None
-    prerequisites = catalogue.prerequisites[row]
     found: list[tuple[float, dict[str, Any]]] = []
-
-    def add(feature: str, reason: dict[str, Any]) -> None:
-        share = f"{feature}_share"
-        found.append((weights.get(feature, 0.0) * x[feature] + weights.get(share, 0.0) * x.get(share, 0.0), reason))
-
-    if x["similarity"] > 0:
-        add("similarity", {"code": "interest_similarity", "value": round(x["similarity"], 4),
-                           "text": f"Close to what you engaged with recently (cosine {x['similarity']:.2f})"})
-    if x["collaborative"] >= 0.01:
-        add("collaborative", {"code": "taken_next_by_others", "course_id": last, "value": round(x["collaborative"], 4),
-                              "text": f"Learners who took what you took recently went on to it "
-                                      f"({x['collaborative']:.0%})"})
-    if x["popularity"] > 0:
-        takers = math.expm1(x["popularity"])
-        add("popularity", {"code": "popular_now", "value": round(takers, 2),
-                           "text": f"Taken up lately by about {takers:.0f} learners"})
-    if x["in_use"] > 0:
-        uses = math.expm1(x["in_use"])
-        add("in_use", {"code": "in_use_now", "value": round(uses, 2),
-                       "text": f"In use by your cohort: about {uses:.0f} visits lately"})
-    if x["factors"] > 0:
-        add("factors", {"code": "used_by_learners_like_you", "value": round(x["factors"], 4),
-                        "text": "Learners whose history is like yours use it"})
-    if x["newly_used"] >= 0.5:
-        add("newly_used", {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"})
-    if x["unlocks"] and last is not None:
-        add("unlocks", {"code": "unlocked_by", "course_id": last,
-                        "text": f"Builds on {_title(catalogue, last)}, which you just took"})
+    similarity, collaborative, popularity, in_use, factors = (
+        x[_SIMILARITY], x[_COLLABORATIVE], x[_POPULARITY], x[_IN_USE], x[_FACTORS])
+    if similarity > 0:
+        found.append((contribution[_SIMILARITY], {
+            "code": "interest_similarity", "value": round(similarity, 4),
+            "text": f"Close to what you engaged with recently (cosine {similarity:.2f})"}))
+    if collaborative >= 0.01:
+        found.append((contribution[_COLLABORATIVE], {
+            "code": "taken_next_by_others", "course_id": last, "value": round(collaborative, 4),
+            "text": f"Learners who took what you took recently went on to it ({collaborative:.0%})"}))
+    if popularity > 0:
+        takers = math.expm1(popularity)
+        found.append((contribution[_POPULARITY], {
+            "code": "popular_now", "value": round(takers, 2), "text": f"Taken up lately by about {takers:.0f} learners"}))
+    if in_use > 0:
+        uses = math.expm1(in_use)
+        found.append((contribution[_IN_USE], {
+            "code": "in_use_now", "value": round(uses, 2), "text": f"In use by your cohort: about {uses:.0f} visits lately"}))
+    if factors > 0:
+        found.append((contribution[_FACTORS], {
+            "code": "used_by_learners_like_you", "value": round(factors, 4),
+            "text": "Learners whose history is like yours use it"}))
+    if x[_NEWLY_USED] >= 0.5:
+        found.append((contribution[_NEWLY_USED], {"code": "new_in_cohort", "text": "Your cohort started on it in the last days"}))
+    prerequisites = catalogue.prerequisites[row]
+    if x[_UNLOCKS] and last is not None:
+        found.append((contribution[_UNLOCKS], {
+            "code": "unlocked_by", "course_id": last, "text": f"Builds on {_title(catalogue, last)}, which you just took"}))
     elif prerequisites:
-        add("prerequisites_met", {"code": "prerequisites_met", "course_id": prerequisites[0],
-                                  "text": "You have taken what it builds on: "
-                                          + ", ".join(_title(catalogue, c) for c in prerequisites[:3])})
-    if not np.isnan(catalogue.difficulty[row]):
+        found.append((contribution[_PREREQUISITES], {
+            "code": "prerequisites_met", "course_id": prerequisites[0],
+            "text": "You have taken what it builds on: " + ", ".join(_title(catalogue, c) for c in prerequisites[:3])}))
+    if profile.knowledge.answers and not math.isnan(catalogue.difficulty[row]):
         fit, mastery = course_level_fit(profile.knowledge, catalogue, row)
         if mastery is not None and fit >= 0.5:
-            add("level_fit", {"code": "matches_level", "value": round(mastery, 3),
-                              "text": f"{str(catalogue.payloads[row]['level']).capitalize()}: just above your "
-                                      f"mastery ({mastery:.2f}) of what it teaches"})
-    if x["freshness"] >= 0.5:
-        add("freshness", {"code": "new_course", "text": "Recently added to the catalogue"})
-    ordered = [reason for _, reason in sorted(found, key=lambda item: -item[0])]
+            found.append((contribution[_LEVEL], {
+                "code": "matches_level", "value": round(mastery, 3),
+                "text": f"{str(catalogue.payloads[row]['level']).capitalize()}: just above your "
+                        f"mastery ({mastery:.2f}) of what it teaches"}))
+    if x[_FRESHNESS] >= 0.5:
+        found.append((contribution[_FRESHNESS], {"code": "new_course", "text": "Recently added to the catalogue"}))
+    found.sort(key=_first)
+    ordered = [reason for _, reason in found]
     if arm is not None:
         ordered.insert(0, {"code": "exploration", "text": f"Something different to try (exploring: {arm})"})
     return ordered
+
+
+def _first(item: tuple[float, dict[str, Any]]) -> float:
+    return -item[0]
 
 
 def explain(
@@ -107,13 +134,16 @@ def explain(
     course, rank, score, reasons, exploration, and the features the re-ranker learns from."""
     chosen = [i for i, _ in picks]
     values = features[chosen]
+    contribution = contributions(values, weights).tolist()
     items = []
-    for position, ((i, arm), row, rounded) in enumerate(zip(picks, values.tolist(), values.round(4).tolist()), 1):
+    listed = rows[chosen].tolist()
+    for position, ((_, arm), row, x, rounded, weighed, score) in enumerate(
+            zip(picks, listed, values.tolist(), values.round(4).tolist(), contribution, scores[chosen].tolist()), 1):
         items.append({
-            "course_id": catalogue.course_ids[rows[i]],
+            "course_id": catalogue.course_ids[row],
             "rank": position,
-            "score": round(float(scores[i]), 6),
-            "reasons": reasons(catalogue, profile, int(rows[i]), dict(zip(FEATURES, row)), weights, arm),
+            "score": round(score, 6),
+            "reasons": reasons(catalogue, profile, row, x, weighed, arm),
             "explore": arm is not None,
             "exploration_arm": arm,
             "features": dict(zip(FEATURES, rounded)),

@@ -112,5 +112,8 @@ class DecayedPopularity(base.Estimator):
     def top(self, n: int, time: float, context: str) -> list[tuple[str, float]]:
         """The ``n`` most popular courses of ``context`` at ``time``, most popular first."""
         entries = self.table.get(f"t:{context}", [])
-        decayed = [(course_id, self._decayed(score, then, time)) for course_id, score, then in entries]
-        return sorted(decayed, key=lambda item: (-item[1], item[0]))[:n]
+        if not entries:
+            return []
+        ids, scores, thens = zip(*entries)
+        now = np.array(scores) * 0.5 ** (np.maximum(0.0, time - np.array(thens)) / (self.half_life_days * SECONDS_PER_DAY))
+        return sorted(zip(ids, now.tolist()), key=lambda item: (-item[1], item[0]))[:n]

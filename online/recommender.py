@@ -81,7 +81,7 @@ from online.explain import explain
 from online.factorization import CourseFactors
 from online.features import COLUMN, FEATURES, features
 from online.mastery import MasteryModel
-from online.order import DIVERSE, POLICIES, RERANKED, order
+from online.order import DIVERSE, POLICIES, RERANKED, best_first_many, order
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.reranker import Reranker
@@ -124,11 +124,12 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Shown:
     """A list as the learner saw it, as learning reads it at their next event: the courses, the
-    exploring arm of each (None: ranked), and their features, a row each (:data:`FEATURES`)."""
+    exploring arm of each (None: ranked), and its items, whose :attr:`features` the re-ranker
+    learns from (read only when it learns)."""
 
     course_ids: tuple[str, ...]
     arms: tuple[str | None, ...]
-    features: np.ndarray
+    items: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def of(cls, items: Sequence[Mapping[str, Any]]) -> Shown:
@@ -136,12 +137,30 @@ class Shown:
         return cls(
             tuple(item["course_id"] for item in items),
             tuple(item.get("exploration_arm") if item.get("explore") else None for item in items),
-            np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in items],
-                     dtype=np.float64).reshape(len(items), len(FEATURES)),
+            items,
         )
 
+    @property
+    def features(self) -> np.ndarray:
+        """The items' features, a row each (:data:`FEATURES`)."""
+        return np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in self.items],
+                        dtype=np.float64).reshape(len(self.items), len(FEATURES))
 
-NOTHING_SHOWN = Shown((), (), np.zeros((0, len(FEATURES))))
+
+NOTHING_SHOWN = Shown((), ())
+
+
+class _CourseIds(Sequence[str]):
+    """The course ids of a list's rows, read only where ranking breaks a tie."""
+
+    def __init__(self, course_ids: Sequence[str], rows: np.ndarray) -> None:
+        self._course_ids, self._rows = course_ids, rows
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return self._course_ids[self._rows[i]]
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass
@@ -204,8 +223,9 @@ class Recommender:
                 positive = self.features(profile, [taken_up, *others], time)[0]
                 self.reranker.learn_one(dict(zip(FEATURES, positive.tolist())), True)
                 left = [j for j, course_id in enumerate(shown.course_ids) if course_id != event.course_id]
+                negatives = shown.features
                 for j in left:  # together they weigh as much as the positive (see LEARNING_RATE)
-                    self.reranker.learn_one(dict(zip(FEATURES, shown.features[j].tolist())), False, w=1.0 / len(left))
+                    self.reranker.learn_one(dict(zip(FEATURES, negatives[j].tolist())), False, w=1.0 / len(left))
             for course_id, arm in zip(shown.course_ids, shown.arms):
                 if arm is not None:
                     self.explorer.update(arm, float(course_id == event.course_id))
@@ -229,23 +249,26 @@ class Recommender:
 
     def rank(self, catalogue: Catalogue, lists: Sequence[Shortlist], k: int) -> list[list[dict[str, Any]]]:
         """The top ``k`` items of each list, explained, in the contract's shape (see the module):
-        features of the whole segment, scores in one product, then each list ordered and explained."""
+        features of the whole segment, scores in one product, the best of every list in one
+        sort, then each list ordered by its policy and explained."""
         matrix = features(self, catalogue, lists)
         scores = self.reranker.predict_matrix(matrix, FEATURES)
         weights = self.reranker.weights()
+        sizes = [len(listed.rows) for listed in lists]
+        rows = np.concatenate([listed.rows for listed in lists]) if lists else np.zeros(0, dtype=np.int64)
+        best = best_first_many(scores, rows, sizes, catalogue.course_ids, POOL * k)
         ranked, start = [], 0
-        for listed in lists:
-            end = start + len(listed.rows)
-            rows = listed.rows
-            ids = [catalogue.course_ids[row] for row in rows.tolist()]
+        for listed, size, top in zip(lists, sizes, best):
+            end = start + size
             unit_vectors = None
-            if listed.policy == DIVERSE and bool((catalogue.norms[rows] > 0).all()):
-                def unit_vectors(picked: list[int], rows: np.ndarray = rows) -> np.ndarray:
+            if listed.policy == DIVERSE and bool((catalogue.norms[listed.rows] > 0).all()):
+                def unit_vectors(picked: list[int], rows: np.ndarray = listed.rows) -> np.ndarray:
                     vectors = catalogue.vectors[rows[picked]]
                     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            picks = order(scores[start:end], matrix[start:end], ids, unit_vectors, k, listed.policy or RERANKED,
-                          self.explorer, self.explore_share, listed.seed)
-            ranked.append(explain(catalogue, listed.profile, rows, scores[start:end], matrix[start:end], picks, weights))
+            picks = order(scores[start:end], matrix[start:end], _CourseIds(catalogue.course_ids, listed.rows),
+                          unit_vectors, k, listed.policy or RERANKED, self.explorer, self.explore_share, listed.seed, top)
+            ranked.append(explain(catalogue, listed.profile, listed.rows, scores[start:end], matrix[start:end], picks,
+                                  weights))
             start = end
         return ranked
 

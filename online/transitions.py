@@ -72,9 +72,13 @@ class NextCourse(base.Estimator):
         self.half_life_days = half_life_days
         self.max_successors = max_successors
         self.table: MutableMapping[str, list[Any]] = {} if table is None else table
+        # the scores of the last recent paths asked about: ranking asks twice a list (candidates,
+        # then features) with nothing learned between; learning clears it
+        self._scores: dict[tuple[str, ...], dict[str, float]] = {}
 
     def learn_one(self, recent: Sequence[str], course_id: str, time: float) -> None:
         """A learner whose latest courses are ``recent`` (oldest first) took up ``course_id``."""
+        self._scores.clear()
         for weight, previous in zip(RECENT_WEIGHTS, reversed(recent)):
             if previous != course_id:
                 self._count(previous, course_id, time, weight)
@@ -93,6 +97,14 @@ class NextCourse(base.Estimator):
 
     def scores(self, recent: Sequence[str]) -> dict[str, float]:
         """:meth:`predict_one` of every course that followed the ``recent`` courses."""
+        path = tuple(recent)
+        if path not in self._scores:
+            if len(self._scores) > 1024:
+                self._scores.clear()
+            self._scores[path] = self._score(path)
+        return self._scores[path]
+
+    def _score(self, recent: Sequence[str]) -> dict[str, float]:
         scores: dict[str, float] = {}
         norm = 0.0
         for weight, previous in zip(RECENT_WEIGHTS, reversed(recent)):

@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Sequence
 import faust
 from faust.types import TP, EventT, Message
 
+from streams.faust_fixes import read_in_background, waiting
+
 
 def lag(stream: faust.StreamT, message: Message) -> int:
     """Events after ``message`` in its partition, as of the last fetch; 0 if not known."""
@@ -42,7 +44,7 @@ def lag(stream: faust.StreamT, message: Message) -> int:
 def caught_up(stream: faust.StreamT, events: Sequence[EventT]) -> bool:
     """Whether nothing is on its way after ``events``: the stream's queue is empty and their
     partitions have no lag."""
-    queue = stream.channel.queue  # type: ignore[attr-defined]  # events read from the broker, not yet taken
+    queue = waiting(stream)
     last = {event.message.tp: event.message for event in events}
     return queue.empty() and not any(lag(stream, message) for message in last.values())
 
@@ -62,7 +64,7 @@ async def take_ready(
     ready, taken = asyncio.Event(), asyncio.Event()
     held: asyncio.Future[None] | None = None  # set while the agent holds a batch
     deadline: asyncio.TimerHandle | None = None
-    queue = stream.channel.queue  # type: ignore[attr-defined]  # events read from the broker, not yet taken
+    queue = waiting(stream)
 
     async def add(value: object) -> object:
         # A processor: Faust calls it for each event, in the task that reads the stream.
@@ -84,8 +86,7 @@ async def take_ready(
 
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # acked below, once processed
-    stream.add_processor(add)
-    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # read in the background, as take_events does
+    detach = read_in_background(stream, add)
     try:
         while True:
             tick = loop.call_later(idle, ready.set) if idle is not None else None
@@ -112,7 +113,7 @@ async def take_ready(
         if deadline is not None:
             deadline.cancel()
         stream.enable_acks = enable_acks
-        stream._processors.remove(add)  # type: ignore[attr-defined]
+        detach()
 
 
 class Unwritten:

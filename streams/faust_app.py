@@ -11,12 +11,6 @@ import faust
 from streams.faust_fixes import apply_faust_fixes
 from streams.settings import Settings
 
-#: Table rows that may wait in Faust's producer buffer before Faust stops reading input to send
-#: them. Faust's default (100) stalled the input after nearly every batch, which writes its rows
-#: at once (hundreds for a full batch); each batch hands its rows on before the next.
-CHANGELOG_BUFFER_MESSAGES = 10_000
-
-
 def create_app(settings: Settings) -> faust.App:
     """A Faust app on the configured cluster, with our fixes (and Tansu's workarounds on the embedded broker)."""
     apply_faust_fixes()
@@ -47,9 +41,3 @@ def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
     """A topic of undecoded bytes (keys and values): parsing is ours, so a bad record can be dead-lettered."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
                      partitions=partitions)
-
-
-def allow_batch_rows(app: faust.App) -> None:
-    """Let a batch's table rows wait in the producer buffer without stopping the input (call it
-    from an agent: the producer exists once the app runs)."""
-    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES

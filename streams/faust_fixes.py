@@ -1,4 +1,7 @@
-"""Fixes for Faust (any broker, not just Tansu).
+"""Every use of Faust's private internals, in one place, with the reason for each (any broker).
+
+They hold for the faust-streaming releases in :data:`TESTED`; importing this module with
+another release fails at once, rather than a worker misbehaving later.
 
 **A race that skips input after table recovery.** faust-streaming 0.15.3, ``Recovery.on_recovery_completed``, resumes the stream partitions,
 seeks them to their committed offsets and only then resumes the app's flow control, which
@@ -27,10 +30,30 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import importlib.metadata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 # Faust has no public setter of its current event: it sets it only while iterating a stream.
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.types import EventT
+
+#: The faust-streaming releases these fixes were written and tested against (pyproject pins the same).
+TESTED = SpecifierSet(">=0.15.3,<0.16")
+_INSTALLED = Version(importlib.metadata.version("faust-streaming"))
+if _INSTALLED not in TESTED:
+    raise ImportError(f"faust-streaming {_INSTALLED} is installed; streams.faust_fixes reaches into its internals "
+                      f"and is tested with {TESTED} only")
+
+#: Table rows that may wait in Faust's producer buffer before Faust stops reading input to send
+#: them. Faust's default (100) stalled the input after nearly every batch, which writes its rows
+#: at once (hundreds for a full batch); each batch hands its rows on before the next.
+CHANGELOG_BUFFER_MESSAGES = 10_000
 
 _on_recovery_completed = Recovery.on_recovery_completed
 
@@ -57,3 +80,24 @@ def processing(event: EventT | None) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def allow_batch_rows(app: faust.App) -> None:
+    """Let a batch's table rows wait in the producer buffer without stopping the input (call it
+    from an agent: the producer exists once the app runs). Faust has no setting for the limit."""
+    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
+
+
+def waiting(stream: faust.StreamT) -> Any:
+    """The queue of events the stream read from the broker and no agent took yet (Faust exposes
+    no public view of it; batching by lag needs to know whether it is empty)."""
+    return stream.channel.queue  # type: ignore[attr-defined]
+
+
+def read_in_background(stream: faust.StreamT, processor: Callable[[Any], Awaitable[Any]]) -> Callable[[], None]:
+    """Run ``processor`` on each of the stream's events in Faust's own background reader, as
+    ``Stream.take_events`` does (Faust has no public way to read a stream without an agent's
+    loop); returns what detaches the processor."""
+    stream.add_processor(processor)
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]
+    return lambda: stream._processors.remove(processor)  # type: ignore[attr-defined]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import faust
 
 from streams.batches import Unwritten, caught_up, take_ready
-from streams.faust_app import allow_batch_rows, create_app, raw_topic
-from streams.faust_fixes import processing
+from streams.faust_app import create_app, raw_topic
+from streams.faust_fixes import allow_batch_rows, processing
 from streams.settings import Settings
 
 settings = Settings()

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -99,6 +99,14 @@ class Search:
     exclude: Collection[str] = ()
 
 
+class Hits(NamedTuple):
+    """A search's hits, nearest first: their course ids, and each one's cosine to the search's
+    vector (Qdrant normalises cosine vectors)."""
+
+    course_ids: list[str]
+    scores: list[float]
+
+
 class StoreUnavailable(RuntimeError):
     """The vector store is unreachable, timing out or overloaded: worth waiting for, unlike a bug."""
 
@@ -125,10 +133,10 @@ class VectorStore(Protocol):
 
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
-    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
-        """The hits of every search, in one batch of queries: (course id, cosine to the search's
-        vector; Qdrant normalises cosine vectors), nearest first. They carry no vectors or
-        payloads: moving them out of the engine costs several times the search (see :meth:`points`)."""
+    def search(self, searches: Sequence[Search], using: str) -> list[Hits]:
+        """The hits of every search, in one batch of queries, nearest first. They carry no
+        vectors or payloads: moving them out of the engine costs several times the search (see
+        :meth:`points`)."""
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         """The given courses that exist, with their ``using`` vector and payload."""
@@ -232,9 +240,9 @@ class EdgeVectorStore:
         if self._shard is not None:
             self._shard.optimize()
 
-    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
+    def search(self, searches: Sequence[Search], using: str) -> list[Hits]:
         if self._shard is None or not searches:
-            return [[] for _ in searches]
+            return [Hits([], []) for _ in searches]
         q = self._q
 
         def request(search: Search) -> Any:
@@ -249,7 +257,7 @@ class EdgeVectorStore:
         if unknown:
             self._payloads.update((r.id, r.payload) for r in self._shard.retrieve(list(unknown), True, False))
         payloads = self._payloads
-        return [[(payloads[hit.id]["course_id"], hit.score) for hit in hits] for hits in results]
+        return [Hits([payloads[hit.id]["course_id"] for hit in hits], [hit.score for hit in hits]) for hits in results]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
@@ -319,9 +327,9 @@ class QdrantClientVectorStore:
             ],
         )
 
-    def search(self, searches: Sequence[Search], using: str) -> list[list[tuple[str, float]]]:
+    def search(self, searches: Sequence[Search], using: str) -> list[Hits]:
         if not searches or not self._has_collection():
-            return [[] for _ in searches]
+            return [Hits([], []) for _ in searches]
         m = self._models
 
         def request(search: Search) -> Any:
@@ -331,7 +339,7 @@ class QdrantClientVectorStore:
                                   filter=m.Filter(must=must or None, must_not=must_not), with_payload=["course_id"])
 
         responses = self._client.query_batch_points(self._collection, [request(search) for search in searches])
-        return [[(hit.payload["course_id"], hit.score) for hit in r.points] for r in responses]
+        return [Hits([hit.payload["course_id"] for hit in r.points], [hit.score for hit in r.points]) for r in responses]
 
     def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():

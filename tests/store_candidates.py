@@ -14,6 +14,6 @@ def store_candidates(store: VectorStore, profile: LearnerProfile, k: int, using:
     searches = [Search(profile.interest, nearest_limit(profile, k), exclude=profile.recent)]
     if profile.recent:
         searches.append(Search(profile.interest, k, {"prerequisites": profile.recent[-1]}, exclude=profile.recent))
-    hits = [hit for found in store.search(searches, using) for hit in found]
+    hits = [hit for found in store.search(searches, using) for hit in zip(*found)]
     points = store.points(list(dict.fromkeys(course_id for course_id, _ in hits)), using)
     return [Candidate(c, score, points[c].payload, points[c].vectors[using]) for c, score in hits]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -66,9 +67,20 @@ class Pipeline:
             self.settings.topic_recommendations,
             lambda records: until(records),
             timeout_s=timeout_s,
-            decode=lambda message: Recommendation.model_validate_json(message.value),
+            decode=published,
             describe=worker.log,
         )
+
+
+#: The contract's JSON Schema of a recommendation: the worker publishes lists without validating
+#: them on its hot path, so every list a test reads is checked against it here.
+RECOMMENDATION_SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[1] / "schemas" / "recommendation.json").read_text()))
+
+
+def published(message) -> Recommendation:
+    RECOMMENDATION_SCHEMA.validate(json.loads(message.value))
+    return Recommendation.model_validate_json(message.value)
 
 
 def new_pipeline(broker, encoder_service, workdir: Path, partitions: int = 2) -> Pipeline:

@@ -4,7 +4,6 @@ explanations, and state that a stream processor's tables can hold."""
 from __future__ import annotations
 
 import json
-import random
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -206,32 +205,37 @@ def test_latent_factors_learn_the_same_after_a_restart() -> None:
     assert all(np.array_equal(learners[u], learners_again[u]) for u in learners)
 
 
-def test_course_factors_take_rivers_funkmf_steps_to_the_bit() -> None:
+def test_course_factors_take_rivers_funkmf_step_to_the_bit() -> None:
     """CourseFactors writes FunkMF's SGD step on arrays; river's FunkMF, given the same initial
-    factors and the same examples, ends with the very same numbers."""
-    factors = CourseFactors(n_factors=6, learning_rate=0.05, l2=0.001, negatives=3)
+    factors and the same uses, ends with the very same numbers."""
+    factors = CourseFactors(n_factors=6, learning_rate=0.05, l2=0.001, negatives=0)
     river_mf = reco.FunkMF(n_factors=6, optimizer=optim.SGD(0.05), l2=0.001)
     learners: dict[str, np.ndarray | None] = {"ann": None, "bob": None}
-    used: dict[str, set[str]] = {"ann": set(), "bob": set()}
     courses = [f"c{i}" for i in range(12)]
     for step in range(200):
         learner, course = ("ann", "bob")[step % 2], courses[(step * 7) % 12]
-        used[learner].add(course)
-        seen = set(factors.table)
         before = learners[learner]
-        learners[learner] = factors.learn_one(before, course, used[learner].__contains__, seed=f"e{step}")
-        # replay the same examples through river: the positive, then the negatives drawn from the same seed
-        for c in [course, *[c for c in factors.table if c not in seen and c != course]]:
-            river_mf.i_latents.setdefault(c, _initial(c, 6))
+        learners[learner] = factors.learn_one(before, course, lambda c: False, seed=f"e{step}")
+        river_mf.i_latents.setdefault(course, _initial(course, 6))
         river_mf.u_latents[learner] = _initial(f"e{step}", 6) if before is None else np.asarray(before, dtype=np.float64)
         river_mf.learn_one(learner, course, 1.0)
-        rng, known = random.Random(f"e{step}"), sorted(factors.table, key=lambda c: factors.table[c]["n"])
-        for _ in range(3 if len(known) > 1 else 0):
-            for _attempt in range(10):
-                other = known[rng.randrange(len(known))]
-                if other != course and other not in used[learner]:
-                    river_mf.learn_one(learner, other, 0.0)
-                    break
         assert np.array_equal(learners[learner], river_mf.u_latents[learner].astype(np.float32))
     for c in factors.table:
         assert factors.table[c]["v"] == river_mf.i_latents[c].tolist()
+
+
+def test_negatives_step_together_toward_zero() -> None:
+    """An event's negatives, drawn among the courses the learner has not used, take one
+    mini-batch step: each one's predicted score for the learner shrinks toward 0."""
+    factors = CourseFactors(n_factors=6, negatives=4)
+    learner = None
+    for step in range(30):
+        learner = factors.learn_one(learner, f"c{step % 10}", lambda c: False, seed=f"warm{step}")
+    used = {"c0", "c1", "c2"}
+    before = {c: np.array(row["v"]) for c, row in factors.table.items()}
+    factors.learn_one(learner, "c0", used.__contains__, seed="probe")
+    negatives = [c for c, row in factors.table.items() if c != "c0" and not np.array_equal(row["v"], before[c])]
+    assert negatives and not used & set(negatives)
+    u = np.asarray(learner, dtype=np.float64)
+    for c in negatives:
+        assert abs(np.array(factors.table[c]["v"]) @ u) < abs(before[c] @ u)

@@ -53,20 +53,19 @@ def exact_top(points: list[CoursePoint], query: np.ndarray, k: int, keep=lambda 
 
 
 def test_search_filters_and_vectors(store: VectorStore, points: list[CoursePoint]) -> None:
-    assert store.search([Search(points[0].vectors["text"], 5)], "text") == [[]]  # nothing stored yet: no error
+    assert store.search([Search(points[0].vectors["text"], 5)], "text") == [([], [])]  # nothing stored yet: no error
     store.ensure_collection({"text": 384})
     store.upsert(points)
     assert store.count() == len(points)
 
     query = points[7].vectors["text"]
-    [hits] = store.search([Search(query, 10)], "text")
-    assert [c for c, _ in hits] == exact_top(points, query, 10)
-    assert hits[0][0] == points[7].course_id and hits[0][1] == pytest.approx(1.0, abs=1e-4)
+    [(ids, scores)] = store.search([Search(query, 10)], "text")
+    assert ids == exact_top(points, query, 10)
+    assert ids[0] == points[7].course_id and scores[0] == pytest.approx(1.0, abs=1e-4)
 
-    excluded = [c for c, _ in hits[:3]]
-    [hits] = store.search([Search(query, 10, {"language": "en"}, exclude=excluded)], "text")
-    expected = exact_top(points, query, 10, lambda p: p.course_id not in excluded and p.payload["language"] == "en")
-    assert [c for c, _ in hits] == expected
+    excluded = ids[:3]
+    [(ids, _)] = store.search([Search(query, 10, {"language": "en"}, exclude=excluded)], "text")
+    assert ids == exact_top(points, query, 10, lambda p: p.course_id not in excluded and p.payload["language"] == "en")
 
     found = store.points([points[1].course_id, "no-such-course"], "text")
     assert list(found) == [points[1].course_id]
@@ -82,11 +81,11 @@ def test_searches_come_back_one_list_each(store: VectorStore, points: list[Cours
     query, other = points[7].vectors["text"], points[40].vectors["text"]
     nearest, french, near_other = store.search([Search(query, 5), Search(query, 3, {"language": "fr"}),
                                                 Search(other, 2)], "text")
-    assert [c for c, _ in nearest] == exact_top(points, query, 5)
-    assert [c for c, _ in french] == exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")
-    assert [c for c, _ in near_other] == exact_top(points, other, 2)
+    assert nearest.course_ids == exact_top(points, query, 5)
+    assert french.course_ids == exact_top(points, query, 3, lambda p: p.payload["language"] == "fr")
+    assert near_other.course_ids == exact_top(points, other, 2)
     vectors = {p.course_id: p.vectors["text"] for p in points}
-    for course_id, score in nearest + french:
+    for course_id, score in [*zip(*nearest), *zip(*french)]:
         assert score == pytest.approx(float(vectors[course_id] @ query), abs=1e-4)
 
 
@@ -96,7 +95,7 @@ def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePo
     moved = CoursePoint(points[0].course_id, points[5].vectors, {"language": "de"})
     store.upsert([moved])
     assert store.count() == 10
-    [[(course_id, _)]] = store.search([Search(points[5].vectors["text"], 1, exclude=[points[5].course_id])], "text")
+    [([course_id], _)] = store.search([Search(points[5].vectors["text"], 1, exclude=[points[5].course_id])], "text")
     assert course_id == points[0].course_id and store.points([course_id], "text")[course_id].payload["language"] == "de"
 
 
@@ -109,7 +108,7 @@ def test_edge_store_persists_across_reopen(tmp_path: Path, points: list[CoursePo
     reopened = EdgeVectorStore(tmp_path / "edge")  # knows no payload yet: reads those of its hits
     assert reopened.count() == len(points)
     assert reopened.search([Search(points[3].vectors["text"], 5)], "text") == before
-    assert before[0][0][0] == points[3].course_id
+    assert before[0].course_ids[0] == points[3].course_id
     reopened.close()
 
 
@@ -128,11 +127,11 @@ def test_an_edge_shard_with_uuid_point_ids_is_re_keyed_when_opened(tmp_path: Pat
     store = EdgeVectorStore(tmp_path / "edge")
     assert store.count() == len(points) and not (tmp_path / "edge.rekeyed").exists()
     query = points[3].vectors["text"]
-    [hits] = store.search([Search(query, 5, exclude=[points[3].course_id])], "text")
-    assert [c for c, _ in hits][:4] == exact_top(points, query, 5)[1:]
+    [(ids, _)] = store.search([Search(query, 5, exclude=[points[3].course_id])], "text")
+    assert ids[:4] == exact_top(points, query, 5)[1:]
     by_id = {p.course_id: p for p in points}
-    found = store.points([c for c, _ in hits], "text")
-    assert all(found[c].payload == {**by_id[c].payload, "course_id": c} for c, _ in hits)
+    found = store.points(ids, "text")
+    assert all(found[c].payload == {**by_id[c].payload, "course_id": c} for c in ids)
     store.upsert(points[:1])  # a re-sent course overwrites its point rather than adding one
     assert store.count() == len(points)
     store.close()

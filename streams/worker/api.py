@@ -43,12 +43,12 @@ async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, A
     """A readable summary of a learner: activity, recent courses, what their interest is near."""
     near: list[dict[str, Any]] = []
     if profile.interest is not None:
-        [hits] = await course_index.search([Search(profile.interest, 5 + len(profile.recent))])
+        [(rows, similarities)] = await course_index.search([Search(profile.interest, 5 + len(profile.recent))])
         catalogue = course_index.catalogue
-        for row, similarity in hits.tolist():
-            course_id = catalogue.course_ids[int(row)] if row >= 0 else None
+        for row, similarity in zip(rows.tolist(), similarities.tolist()):
+            course_id = catalogue.course_ids[row] if row >= 0 else None
             if course_id is not None and not profile.has_taken(course_id) and len(near) < 5:
-                near.append({"course_id": course_id, "title": catalogue.payloads[int(row)].get("title"),
+                near.append({"course_id": course_id, "title": catalogue.payloads[row].get("title"),
                              "similarity": round(similarity, 3)})
     knowledge = profile.knowledge
     return {

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from online.candidates import Shortlist, merge, nearest_limit, shortlist, unlocked_by_last
+from online.candidates import Shortlist, apply_rules, merge, nearest_limit, unlocked_by_last
 from streams.faust_fixes import processing
 from streams.vectorstore import Search
 from streams.worker.course_index import course_index
@@ -44,22 +42,19 @@ async def _shortlists(wanted: Sequence[Wanted], k: int, scale: int) -> list[Shor
                                    exclude=profile.recent))
     found = iter(await course_index.search(searches))
     catalogue = course_index.catalogue
-    lists = []
+    offered = []
     for w, ids in zip(wanted, others):
         profile = w.profile
         if profile.interest is None:  # nothing to search near: what the last course unlocks, as far as known
             sources = [(unlocked_by_last(catalogue, profile, scale * k), None)]
         else:
-            nearest = next(found)
-            sources = [(nearest[:, 0].astype(np.int64), nearest[:, 1])]
+            sources = [next(found)]  # nearest
             if profile.recent:
-                unlocked = next(found)
-                sources.append((unlocked[:, 0].astype(np.int64), unlocked[:, 1]))
+                sources.append(next(found))  # unlocked
         sources.append((catalogue.rows(ids), None))
         rows, similarity = merge(sources)
-        lists.append(shortlist(catalogue, profile, rows, similarity, time=w.time, policy=w.policy, seed=w.seed,
-                               language=profile.language, model_version=version, taken=w.taken))
-    return lists
+        offered.append(Shortlist(profile, rows, similarity, w.time, w.policy, w.seed, w.taken))
+    return apply_rules(catalogue, offered, languages=[w.profile.language for w in wanted], model_version=version)
 
 
 async def candidates(wanted: Sequence[Wanted], k: int) -> list[Shortlist]:

@@ -122,12 +122,12 @@ class CourseIndex(mode.Service):
 
     async def ensure(self, course_ids: Sequence[str]) -> None:
         """Read into the catalogue the courses it lacks or read too long ago, in one store call."""
-        now, catalogue, index = time.monotonic(), self.catalogue, self.catalogue.index
+        now, catalogue = time.monotonic(), self.catalogue
         stale = now - self.VECTOR_TTL_S
-        wanted = [
-            c for c in dict.fromkeys(course_ids)
-            if ((row := index.get(c)) is None or catalogue.loaded_at[row] < stale) and self._absent.get(c, -np.inf) < stale
-        ]
+        rows = catalogue.rows(course_ids)
+        outdated = np.flatnonzero((rows < 0) | (catalogue.loaded_at[rows] < stale))
+        wanted = [c for c in dict.fromkeys(course_ids[i] for i in outdated.tolist())
+                  if self._absent.get(c, -np.inf) < stale]
         if not wanted:
             return
         using = self.config.ranking_vector
@@ -151,16 +151,13 @@ class CourseIndex(mode.Service):
         """A catalogue row's ranking vector (None: it has none)."""
         return self.catalogue.vectors[row] if self.catalogue.norms[row] > 0 else None
 
-    async def search(self, searches: Sequence[Search]) -> list[np.ndarray]:
-        """Each search's hits as catalogue rows, nearest first, with their cosines (one store
-        call for all; hits the catalogue lacks are read into it)."""
+    async def search(self, searches: Sequence[Search]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each search's hits as catalogue rows, nearest first, and their cosines (one store call
+        for all; hits the catalogue lacks are read into it)."""
         using = self.config.ranking_vector
         found = await self._in_store("search", lambda s: s.search(searches, using))
-        await self.ensure([course_id for hits in found for course_id, _ in hits])
-        return [
-            np.array([(self.catalogue.index.get(c, -1), score) for c, score in hits], dtype=np.float64).reshape(-1, 2)
-            for hits in found
-        ]
+        await self.ensure([course_id for hits in found for course_id in hits.course_ids])
+        return [(self.catalogue.rows(hits.course_ids), np.array(hits.scores, dtype=np.float64)) for hits in found]
 
     async def prerequisite_graph(self) -> PrerequisiteGraph:
         """The catalogue's prerequisite graph, with titles, re-read after ``VECTOR_TTL_S``."""

@@ -34,8 +34,7 @@ from online.recommender import LearnerEvent, Shown
 from online.taken import TakenCourses
 from streams import metrics
 from streams.batches import Unwritten, caught_up, take_ready
-from streams.faust_app import allow_batch_rows
-from streams.faust_fixes import processing
+from streams.faust_fixes import allow_batch_rows, processing
 from streams.worker.app import app, latest_recommendations, learner_events, profiles, settings, taken
 from streams.worker.course_index import course_index, replica
 from streams.worker.dead_letters import dead_letter
