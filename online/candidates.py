@@ -9,10 +9,13 @@
 - what others took next after the learner's recent courses and what is popular in the learner's
   context (``online.recommender.Recommender.candidate_ids``).
 
-**Rules** (:func:`shortlist`): a course the learner took is dropped, and so is one whose
-prerequisites the learner has not all taken (a learning path shows it after what it needs),
-and one the learner dismissed lately (``online.dismissals``); where the caller asks, so is one
-in another language or embedded by another encoder model.
+**Rules** (:func:`shortlist`): a course the learner took is dropped (by the profile's Bloom
+filter: a rare false "taken" only hides a course), and so is one whose prerequisites the learner
+has not all taken (a learning path shows it after what it needs), checked against an exact set
+of what they took (``online.taken``) where the list has one: the filter alone would let an
+unready course through now and then;
+and one the learner dismissed lately (``online.dismissals``);
+where the caller asks, so is one in another language or embedded by another encoder model.
 
 >>> import numpy as np
 >>> from online.catalogue import Catalogue
@@ -29,7 +32,7 @@ in another language or embedded by another encoder model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +64,9 @@ def unlocked_by_last(catalogue: Catalogue, profile: LearnerProfile, k: int) -> n
 class Shortlist:
     """One list to rank: the learner, the rows of the courses they may be shown (catalogue rows,
     in source order), each one's similarity to their interest, and the list's event time,
-    policy and seed (the triggering event's id: exploration repeats on a replay)."""
+    policy and seed (the triggering event's id: exploration repeats on a replay); ``taken`` is
+    every course the learner took, exactly (``online.taken.TakenCourses``), which prerequisites
+    are checked against (None: the profile's Bloom filter)."""
 
     profile: LearnerProfile
     rows: np.ndarray
@@ -69,6 +74,7 @@ class Shortlist:
     time: float = 0.0
     policy: str = ""
     seed: str = ""
+    taken: Container[str] | None = None
 
 
 def shortlist(
@@ -82,9 +88,12 @@ def shortlist(
     seed: str = "",
     language: str | None = None,
     model_version: str | None = None,
+    taken: Container[str] | None = None,
 ) -> Shortlist:
-    """One list's :func:`apply_rules`, in the learner's ``language`` if given."""
-    offered = Shortlist(profile, rows, np.full(len(rows), np.nan) if similarity is None else similarity, time, policy, seed)
+    """One list's :func:`apply_rules`, in the learner's ``language`` if given; ``taken``: what the
+    learner took, exactly, for the prerequisites (see :class:`Shortlist`)."""
+    offered = Shortlist(profile, rows, np.full(len(rows), np.nan) if similarity is None else similarity, time, policy,
+                        seed, taken)
     [listed] = apply_rules(catalogue, [offered], languages=None if language is None else [language],
                            model_version=model_version)
     return listed
@@ -130,14 +139,17 @@ def apply_rules(
         span = slice(ends[j] - sizes[j], ends[j])
         keep[span] &= ~offered[j].profile.dismissed.hides(catalogue.bloom[known[span]], offered[j].time)
     for i in np.flatnonzero(keep & catalogue.has_prerequisites[known]).tolist():
-        keep[i] = all(map(offered[owner[i]].profile.has_taken, catalogue.prerequisites[rows[i]]))
+        listed = offered[owner[i]]
+        has_taken = listed.profile.has_taken if listed.taken is None else listed.taken.__contains__
+        keep[i] = all(map(has_taken, catalogue.prerequisites[rows[i]]))
     unknown = np.flatnonzero(keep & np.isnan(similarity))
     if len(unknown):
         similarity[unknown] = _similarity(catalogue, offered, rows[unknown], owner[unknown])
     kept_sizes = np.bincount(owner[keep], minlength=len(offered))
     kept_rows = np.split(rows[keep], np.cumsum(kept_sizes)[:-1])
     kept_similarity = np.split(similarity[keep], np.cumsum(kept_sizes)[:-1])
-    return [Shortlist(o.profile, r, sim, o.time, o.policy, o.seed) for o, r, sim in zip(offered, kept_rows, kept_similarity)]
+    return [Shortlist(o.profile, r, sim, o.time, o.policy, o.seed, o.taken)
+            for o, r, sim in zip(offered, kept_rows, kept_similarity)]
 
 
 def _similarity(catalogue: Catalogue, offered: Sequence[Shortlist], rows: np.ndarray, owner: np.ndarray) -> np.ndarray:

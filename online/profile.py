@@ -14,13 +14,17 @@ rebalance. A profile remembers the highest source offset it applied (a learner's
 live in one partition, so offsets order them) and hashes of its 16 most recent event ids;
 :meth:`LearnerProfile.learn_one` skips anything already applied.
 
-**Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) however long the
-history, because every part has a fixed size but one: the interest vector is int8-quantised
-(one byte a dimension: 384 bytes for MiniLM), the taken courses are a 384-byte Bloom filter
-plus the 8 most recent ids, the recent event ids are 4-byte hashes, the latent factors
-(``online.factorization``) 20 float32s, recent dismissals (``online.dismissals``) at most
-192 bytes, and the knowledge state,
-the one part that grows, forgets its least recently practised skills until the row fits.
+**Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) for any history the event
+contract accepts. Fixed parts: the interest vector int8-quantised (one byte a dimension: 384
+bytes for MiniLM), the taken courses as a 384-byte Bloom filter, the recent event ids as 4-byte
+hashes, the latent factors (``online.factorization``) 20 float32s. Bounded parts: the recent
+course ids, the newest of the last :data:`RECENT_COURSES` that fit in :data:`RECENT_BYTES`
+(UTF-8; an id is up to 256 characters, so up to 1 KB: a newest id that alone does not fit leaves
+none), the context only if it fits in :data:`CONTEXT_BYTES` (else none is kept), the language
+(at most 16 characters), recent dismissals (``online.dismissals``) at most 192 bytes. The knowledge state, the one part that grows, forgets its least
+recently practised skills until the row fits; :meth:`LearnerProfile.to_bytes` raises
+:class:`ProfileTooLarge` rather than write more (a ranking vector far larger than 384
+dimensions would).
 
 >>> import numpy as np
 >>> from datetime import datetime, timezone
@@ -65,7 +69,26 @@ MAX_BYTES = 2048
 RECENT_EVENT_IDS = 16
 #: Most recently engaged courses kept by id (for explanations and re-basing the interest).
 RECENT_COURSES = 8
+#: UTF-8 bytes those ids may take together: eight ids of up to 64 bytes, or fewer longer ones.
+RECENT_BYTES = 512
+#: UTF-8 bytes of the longest context (``part_of``) kept.
+CONTEXT_BYTES = 256
 SECONDS_PER_DAY = 86_400.0
+
+
+class ProfileTooLarge(ValueError):
+    """A profile that does not fit in :data:`MAX_BYTES` even without its knowledge state."""
+
+
+def _fitting(recent: list[str]) -> list[str]:
+    """The newest of ``recent`` (oldest first) whose ids fit in :data:`RECENT_BYTES` together."""
+    kept, size = 0, 0
+    for course_id in reversed(recent[-RECENT_COURSES:]):
+        size += len(course_id.encode())
+        if size > RECENT_BYTES:
+            break
+        kept += 1
+    return recent[len(recent) - kept :]
 
 
 def _event_hash(event_id: str) -> int:
@@ -149,8 +172,9 @@ class LearnerProfile:
         self.taken.add(event.course_id)
         if event.course_id in self.recent:
             self.recent.remove(event.course_id)
-        self.recent = [*self.recent[-(RECENT_COURSES - 1) :], event.course_id]
-        self.context = context or self.context
+        self.recent = _fitting([*self.recent, event.course_id])
+        if context:
+            self.context = context if len(context.encode()) <= CONTEXT_BYTES else None
         self.language = language or self.language
         if course_vector is not None:
             self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
@@ -201,11 +225,14 @@ class LearnerProfile:
         }
 
     def to_bytes(self) -> bytes:
-        """msgpack, within :data:`MAX_BYTES`: the least recently practised skills go first."""
+        """msgpack, within :data:`MAX_BYTES`: the least recently practised skills go first;
+        :class:`ProfileTooLarge` if it cannot fit."""
         raw = msgpack.packb(self._state())
         while len(raw) > MAX_BYTES and self.knowledge.skills:
             del self.knowledge.skills[next(iter(self.knowledge.skills))]
             raw = msgpack.packb(self._state())
+        if len(raw) > MAX_BYTES:
+            raise ProfileTooLarge(f"a profile of {len(raw)} bytes without skills, over the {MAX_BYTES} limit")
         return raw
 
     @classmethod

@@ -65,7 +65,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -287,18 +287,20 @@ class Recommender:
         policy: str = RERANKED,
         time: float = 0.0,
         seed: str = "",
+        taken: Container[str] | None = None,
     ) -> list[RecommendedItem]:
         """One learner's list from candidates given as objects, validated (:meth:`rank` is the
         same ranking for many lists over a catalogue, as the worker and the harness run it).
 
         ``time`` (event time, seconds) ages popularity and freshness; ``seed`` (the triggering
-        event's id) makes exploration repeatable.
+        event's id) makes exploration repeatable; ``taken`` is the exact set of what the learner
+        took, which prerequisites are checked against (``online.candidates.shortlist``).
         """
         catalogue, rows, similarity = Catalogue(), [], []
         for c in candidates:
             rows.append(catalogue.put(c.course_id, c.vector, c.payload))
             similarity.append(c.similarity)
         listed = shortlist(catalogue, profile, np.array(rows, dtype=np.int64), np.array(similarity, dtype=np.float64),
-                           time=time, policy=policy, seed=seed)
+                           time=time, policy=policy, seed=seed, taken=taken)
         [items] = self.rank(catalogue, [listed], k)
         return _ITEMS.validate_python(items)

@@ -44,6 +44,10 @@ parked_age = Gauge(
     "coursestream_parked_content_age_seconds",
     "Age of the oldest parked course this worker is retrying (since it was first parked); 0 when none.",
 )
+catalogue_replica_points = Counter(
+    "coursestream_catalogue_replica_points",
+    "Points read from the course-vectors topic into this worker's embedded store (any worker's indexing).",
+)
 forget_requests = Counter(
     "coursestream_forget_requests", "Privacy requests handled, by whether anything was left to delete.", ["outcome"]
 )

@@ -22,6 +22,7 @@ import mode
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 
+from streams import metrics
 from streams.settings import Settings
 from streams.vectorstore import CoursePoint
 
@@ -79,6 +80,7 @@ class CatalogueReplica(mode.Service):
                         log.error("unreadable point at %s[%s]@%s: %r", message.topic, message.partition, message.offset, error)
                 if points:
                     await self.upsert(points)
+                    metrics.catalogue_replica_points.inc(len(points))
                 if not self.caught_up.is_set() and await self._at_end(consumer):
                     log.info("catalogue replica caught up with %s", c.topic_course_vectors)
                     self.caught_up.set()

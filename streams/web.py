@@ -113,13 +113,13 @@ def create_api(
     profiles: LearnerRows,
     latest: LearnerRows,
     describe_profile: Callable[[str, LearnerProfile], Awaitable[dict[str, Any]]],
-    learning_path: Callable[[LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
+    learning_path: Callable[[str, LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str | None], Awaitable[dict[str, Any]]],
     published: PublishedLists,
     *,
     auth: Authenticator | None = None,
 ) -> FastAPI:
-    """The API of one worker; the callables summarise a profile, plan a path from it, and
+    """The API of one worker; the callables summarise a profile, plan a learner's path from it, and
     recommend to a learner with no list yet (in a context, if given); ``published`` holds the
     lists the worker published lately. ``auth`` decides who reads which learner: by default the
     settings' credentials (SystemExit if they do not allow serving)."""
@@ -230,7 +230,7 @@ def create_api(
         if isinstance(found, Response):
             return found
         try:
-            steps = await learning_path(LearnerProfile.from_bytes(found), goal)
+            steps = await learning_path(user_id, LearnerProfile.from_bytes(found), goal)
         except PrerequisiteCycle as error:
             raise HTTPException(409, str(error)) from None
         return Response(json.dumps({"user_id": user_id, "goal": goal, "path": steps}), media_type="application/json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
+def require_shared_data() -> Path:
+    """The real data folder: a user's clone has none, and its tests skip saying so; in CI
+    (``CI=true``) they fail, since every quality claim rests on that data."""
+    if not SHARED_DATA.is_dir():
+        reason = f"real data not found at {SHARED_DATA} (only the project's CI and developers have it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must have it", pytrace=False)
+        pytest.skip(reason)
+    return SHARED_DATA
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real learner logs and catalogues; tests that need them skip on a user's clone."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (only the project's CI and developers have it)")
-    return SHARED_DATA
+    """The real learner logs and catalogues (see :func:`require_shared_data`)."""
+    return require_shared_data()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,10 @@ Real OULAD learner events, with malformed messages mixed in, go through a real b
 real worker. One run has no kills; the other kills the worker at random moments and restarts
 it. Afterwards every learner's profile equals the clean run's, every valid event has a
 recommendation naming it as trigger (a redelivered event may have two, which subscribers drop
-by trigger id), and every malformed message is on the dead-letter topic.
+by trigger id), every malformed message is on the dead-letter topic, and every learner's taken
+courses are exactly those of their events. At least one kill must have landed with work in
+flight (a list published, its events not yet acked, so published again after the restart):
+otherwise the run showed nothing.
 
 CI runs 5,000 events and 3 kills from the sample that ships with the package. The long
 version reads AAA 2013J from ``../shared/data/oulad``::
@@ -20,12 +23,14 @@ import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import httpx
 import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from online.events import (
     ClickEvent,
@@ -36,13 +41,15 @@ from online.events import (
 )
 from online.profile import LearnerProfile
 from online.sources import InvalidRow, oulad_catalogue, read_oulad
+from online.taken import TakenCourses
 from streams.tools.demo import SAMPLE, sample_events
 from streams.tools.embedded_broker import EmbeddedBroker
 from streams.tools.processes import WorkerProcess, free_port
 from streams.settings import Settings
-from tests.conftest import SHARED_DATA
+from tests.conftest import require_shared_data
 from tests.kafka_io import TopicReader, consume, produce
 from tests.test_pipeline import Pipeline, new_pipeline
+from tests.test_worker_api import wait_ready
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
 
@@ -56,9 +63,9 @@ FETCH_WAIT_MS = 10 if EVENTS <= 10_000 else 500
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 
 
-def final_profiles(settings: Settings) -> dict[str, LearnerProfile]:
-    """The last value of every key on the profiles table's changelog topic."""
-    changelog = f"{settings.app_id}-profiles-changelog"
+def final_rows(settings: Settings, table: str) -> dict[str, bytes]:
+    """The last value of every key on a table's changelog topic."""
+    changelog = f"{settings.app_id}-{table}-changelog"
     rows: dict[str, bytes] = {}
 
     def keep(message: ConsumerRecord) -> None:
@@ -75,16 +82,29 @@ def final_profiles(settings: Settings) -> dict[str, LearnerProfile]:
             for message in batch:
                 keep(message)
     consumer.close()
-    return {user: LearnerProfile.from_bytes(raw) for user, raw in rows.items()}
+    return rows
+
+
+def final_state(settings: Settings) -> tuple[dict[str, LearnerProfile], dict[str, TakenCourses]]:
+    """Every learner's profile and taken courses, as the changelogs hold them."""
+    return ({user: LearnerProfile.from_bytes(raw) for user, raw in final_rows(settings, "profiles").items()},
+            {user: TakenCourses.from_bytes(raw) for user, raw in final_rows(settings, "taken-courses").items()})
+
+
+def metric(env: dict[str, str], name: str) -> float:
+    """A worker's counter (0 while its API is not up yet)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{env['COURSESTREAM_WEB_PORT']}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return 0.0
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name)
 
 
 def real_events() -> tuple[list[CourseContent], list[LearnerEvent]]:
     """The shipped sample when it is big enough, else AAA 2013J from the shared OULAD files."""
     if EVENTS <= 10_000:
         return list(oulad_catalogue(SAMPLE)), list(sample_events(EVENTS))
-    folder = SHARED_DATA / "oulad"
-    if not folder.exists():
-        pytest.skip(f"{EVENTS} events need {folder}")
+    folder = require_shared_data() / "oulad"
     only = [("AAA", "2013J")]
     events: list[LearnerEvent] = []
     for row in read_oulad(folder, presentations=only):
@@ -142,13 +162,24 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
                            fetch_max_wait_ms=FETCH_WAIT_MS,
                            decode=lambda m: Recommendation.model_validate_json(m.value).trigger.event_id)
 
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}\n{logs()}"
+            time.sleep(0.2)
+
     try:
+        if workers > 1:  # the group has settled: every worker owns partitions before the events come
+            wait_ready([f"http://127.0.0.1:{env['COURSESTREAM_WEB_PORT']}" for env in envs], running)
         pipeline.index(catalogue, running[0])
-        if workers > 1:
-            time.sleep(3)  # what one worker indexed reaches the others' stores through course-vectors
+        until(lambda: all(metric(env, "coursestream_catalogue_replica_points_total") >= len(catalogue) for env in envs),
+              "the catalogue did not reach every worker's store through course-vectors")
         produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
         for at in sorted(rng.sample(range(len(events) // 10, len(events) * 9 // 10), kills)):
             triggers.read_until(lambda ids: len(set(ids)) >= at, timeout_s)
+            # the victim is at work: it has published lists (and so owns partitions with events)
+            until(lambda: metric(running[0].env, "coursestream_recommendations_total") > 0,
+                  "the worker to kill has published nothing: it owns no partition")
             time.sleep(rng.uniform(0, 0.5))  # anywhere in the next poll, commit or changelog flush
             victim = running.pop(0)
             victim.kill()
@@ -162,7 +193,7 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
         triggers.close()
         for worker in running:
             worker.stop()
-    return final_profiles(s), recommended, letters, bad
+    return final_state(s), recommended, letters, bad
 
 
 def same_state(profile: LearnerProfile, reference: LearnerProfile) -> None:
@@ -177,22 +208,27 @@ def same_state(profile: LearnerProfile, reference: LearnerProfile) -> None:
 
 
 def check(events: list[LearnerEvent], clean: dict[str, LearnerProfile], outcome, kills: int) -> None:
-    killed, triggers, letters, bad = outcome
+    (killed, taken), triggers, letters, bad = outcome
     per_user: dict[str, int] = defaultdict(int)
+    courses: dict[str, TakenCourses] = defaultdict(TakenCourses)
     for event in events:
         per_user[event.user_id] += 1
-    assert set(clean) == set(killed) == set(per_user)
+        courses[event.user_id].add(event.course_id)
+    assert set(clean) == set(killed) == set(per_user) == set(taken)
     for user, profile in killed.items():
         assert clean[user].events == per_user[user]
         same_state(profile, clean[user])
+        assert taken[user] == courses[user], "a taken course lost, or one never taken"
 
     assert set(triggers) == {e.event_id for e in events}, "a recommendation for something that is not a valid event"
     lettered = [base64.b64decode(letter["value"]) for letter in letters]
     assert set(lettered) == set(bad), "a valid event was dead-lettered, or a malformed one is missing"
     assert all(letter["reason"] for letter in letters)
+    redelivered = len(triggers) - len(set(triggers))
     print(json.dumps({"events": len(events), "kills": kills, "malformed": len(bad),
-                      "recommendations": len(triggers), "redelivered_recommendations": len(triggers) - len(set(triggers)),
+                      "recommendations": len(triggers), "redelivered_recommendations": redelivered,
                       "dead_letters": len(letters), "redelivered_dead_letters": len(lettered) - len(set(lettered))}))
+    assert redelivered > 0, "no kill interrupted work in flight: the run shows nothing about crashes"
 
 
 @pytest.mark.timeout(1200 + EVENTS // 10)
@@ -200,7 +236,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(encode
     catalogue, events = real_events()
     assert len(events) == EVENTS and sum(e.kind == "quiz" for e in events) > 0
     with EmbeddedBroker() as broker:
-        clean, *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events)
+        (clean, _), *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean"), catalogue, events)
         outcome = run(new_pipeline(broker, encoder_service, tmp_path / "killed"), catalogue, events, kills=KILLS)
     check(events, clean, outcome, KILLS)
 
@@ -209,7 +245,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(encode
 def test_two_workers_one_killed_the_other_takes_over_its_partitions(encoder_service, tmp_path) -> None:
     catalogue, events = list(oulad_catalogue(SAMPLE)), list(sample_events(3000))
     with EmbeddedBroker() as broker:
-        clean, *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean", partitions=4), catalogue, events)
+        (clean, _), *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean", partitions=4), catalogue,
+                             events)
         outcome = run(new_pipeline(broker, encoder_service, tmp_path / "two", partitions=4), catalogue, events,
                       kills=1, workers=2)
     check(events, clean, outcome, 1)

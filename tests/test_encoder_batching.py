@@ -1,14 +1,24 @@
-"""The dynamic batcher on its own: plain functions stand in for a model."""
+"""The dynamic batcher on its own: plain functions stand in for a model. Every wait is on a
+condition (a pass has started, the queue holds a request), never a fixed sleep."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from encoders.batching import Batcher, Busy
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
 
 
 def double(numbers: list[int]) -> list[int]:
@@ -27,19 +37,19 @@ def test_requests_larger_than_a_batch_are_split_and_reassembled() -> None:
 
 
 def test_a_full_queue_raises_busy_at_once() -> None:
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def slow(numbers: list[int]) -> list[int]:
+        started.set()
         release.wait(5)
         return numbers
 
     async def run() -> None:
         async with Batcher(slow, max_batch_size=1, max_wait_ms=0, max_queue=1) as batcher:
             running = asyncio.ensure_future(batcher.submit([1]))  # taken by the (blocked) first pass
-            await asyncio.sleep(0.05)
+            await until(started.is_set)
             waiting = asyncio.ensure_future(batcher.submit([2]))  # fills the queue
-            await asyncio.sleep(0.01)
-            assert batcher.queue_depth == 1
+            await until(lambda: batcher.queue_depth == 1)
             with pytest.raises(Busy):
                 await batcher.submit([3])
             release.set()
@@ -65,19 +75,22 @@ def test_an_error_fails_only_its_batch() -> None:
 
 def test_a_cancelled_request_is_skipped() -> None:
     seen: list[int] = []
+    started, release = threading.Event(), threading.Event()
 
     def record(numbers: list[int]) -> list[int]:
-        time.sleep(0.05)
+        started.set()
+        release.wait(5)
         seen.extend(numbers)
         return numbers
 
     async def run() -> None:
         async with Batcher(record, max_batch_size=1, max_wait_ms=0, max_queue=8) as batcher:
             first = asyncio.ensure_future(batcher.submit([1]))
-            await asyncio.sleep(0.01)
+            await until(started.is_set)  # the first pass is running
             abandoned = asyncio.ensure_future(batcher.submit([2, 3]))
-            await asyncio.sleep(0)
+            await until(lambda: batcher.queue_depth == 1)  # waiting behind it
             abandoned.cancel()
+            release.set()
             assert await first == [1]
             assert await batcher.submit([4]) == [4]
 
@@ -90,7 +103,7 @@ def test_stop_fails_waiting_requests() -> None:
         batcher = Batcher(double, max_batch_size=4, max_wait_ms=10_000, max_queue=8)
         batcher.start()
         waiting = asyncio.ensure_future(batcher.submit([1]))
-        await asyncio.sleep(0.01)
+        await until(lambda: batcher.queue_depth == 1)
         await batcher.stop()
         with pytest.raises(RuntimeError, match="stopped"):
             await waiting

@@ -1,5 +1,6 @@
-"""The encoder service down or too slow: content is parked on the retry topic, never lost, and
-indexed when the service is back; learner events keep flowing meanwhile.
+"""The encoder service down or too slow: content is parked on the retry topic, retried with a
+growing delay and parked again while the service stays down, never lost, and indexed when the
+service is back; learner events keep flowing meanwhile.
 
 The long version stalls the encoder for a minute: ``ENCODER_STALL_S=60 pytest tests/test_encoder_outage.py``.
 """
@@ -49,6 +50,24 @@ def send_content_and_see_it_parked(pipeline, worker) -> tuple[list[CourseContent
     return courses, parked
 
 
+def check_backoff(parks: list[tuple[ParkedContent, float]], initial_s: float, max_s: float) -> None:
+    """Each course's parks, in order: attempts 1, 2, 3, ...; each parked with the delay
+    ``min(max_s, initial_s * 2 ** (attempts - 1))`` (jittered by 0.8 to 1.2), and retried (parked
+    again) only once that delay had passed. ``parks`` are (parked content, broker timestamp in s)."""
+    slack_s = 0.3  # the broker's timestamp is taken a moment after the worker's clock
+    by_course: dict[str, list[tuple[ParkedContent, float]]] = {}
+    for parked, at in parks:
+        by_course.setdefault(parked.content.course_id, []).append((parked, at))
+    for course, seen in by_course.items():
+        assert [p.attempts for p, _ in seen] == list(range(1, len(seen) + 1)), course
+        for (parked, at), later in zip(seen, [*seen[1:], None]):
+            planned = min(max_s, initial_s * 2 ** (parked.attempts - 1))
+            delay = parked.retry_at.timestamp() - at
+            assert 0.8 * planned - slack_s <= delay <= 1.2 * planned + slack_s, (course, parked.attempts, delay)
+            if later is not None:
+                assert later[1] >= parked.retry_at.timestamp() - slack_s, f"{course} retried before its delay"
+
+
 def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tmp_path) -> None:
     encoder = Nowhere()
     pipeline = new_pipeline(broker, encoder, tmp_path)
@@ -59,6 +78,13 @@ def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tm
     try:
         courses, parked = send_content_and_see_it_parked(pipeline, worker)
         wanted = {c.course_id for c in courses}
+        # While the encoder stays down, each course is retried and parked again, later each time.
+        parks = consume(s.kafka_bootstrap_servers, s.topic_content_retry,
+                        lambda r: {p.content.course_id for p, _ in r if p.attempts >= 3} >= wanted,
+                        decode=lambda m: (ParkedContent.model_validate_json(m.value), m.timestamp / 1000),
+                        describe=worker.log)
+        check_backoff(parks, initial_s=1.0, max_s=2.0)
+
         # the parked content's age, which operators are alerted on, grows while it waits; a course
         # parked again keeps the time it was first parked
         url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
@@ -85,8 +111,6 @@ def test_content_parked_while_encoder_down_is_indexed_when_it_returns(broker, tm
                               lambda r: {n.course_id for n in r} >= wanted,
                               decode=lambda m: CourseIndexed.model_validate_json(m.value), describe=worker.log)
             assert {n.course_id for n in indexed} == wanted
-            retried = max(p.attempts for p in parked)
-            assert retried >= 1
 
             probe = events[0].model_copy(update={"event_id": "after-recovery", "course_id": courses[0].course_id})
             pipeline.send_events([probe])

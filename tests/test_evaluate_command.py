@@ -1,5 +1,6 @@
 """``coursestream evaluate`` on a small real slice (OULAD AAA 2013J, 30 learners, days up to 2):
-deterministic under a seed, and the same metrics in-process and through the broker and a worker.
+deterministic under a seed, and the same metrics in-process and through the broker and a worker;
+and its prerequisite-violation rate over the real CS prerequisite graph.
 
 The catalogue is embedded once for the module by the test session's encoder service.
 """
@@ -7,12 +8,15 @@ The catalogue is embedded once for the module by the test session's encoder serv
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from encoders.settings import EncoderSettings
+from online.events import ClickEvent, CourseContent
+from online.prerequisites import PrerequisiteGraph
 from streams.cli import cli
 from streams.tools.evaluation import POLICY_NAMES, PROJECT_POLICY, catalogue_contents, catalogue_store, evaluate_log
 
@@ -90,3 +94,29 @@ def test_evaluation_of_a_quiz_log_scores_the_knowledge_model_against_its_baselin
     for values in knowledge["models"].values():
         assert 0.5 < values["auc"] < 1 and 0 < values["rmse"] < 0.5 and 0 < values["log_loss"] < 0.7
     assert {"precision", "f1", "hit_rate"} <= set(report["overall"]["user-knn"])
+
+
+def test_prerequisite_violations_are_counted_against_the_catalogue_s_graph(shared_data, encoder_service, tmp_path
+                                                                           ) -> None:
+    """Over the real CS prerequisite graph (learners who each follow one course's learning path, a
+    course a day), the violation rate is measured, not assumed: recent popularity recommends what
+    others reached, before its prerequisites, and the project's policy never does."""
+    prereqs = shared_data / "prereqs"
+    graph = PrerequisiteGraph.from_csv(prereqs / "cs_courses.csv", prereqs / "cs_edges.csv")
+    goals = sorted(graph.titles, key=lambda c: (-len(graph.learning_path(c)), c))[:40]
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    events = [ClickEvent(event_id=f"{n}-{course}", user_id=f"learner-{n}", course_id=course, action="complete",
+                         event_time=start + timedelta(days=day, minutes=n))
+              for n, goal in enumerate(goals) for day, course in enumerate(graph.learning_path(goal))]
+    events.sort(key=lambda e: e.event_time)
+    log, courses = tmp_path / "events.jsonl", tmp_path / "courses.jsonl"
+    log.write_text("".join(e.model_dump_json() + "\n" for e in events))
+    courses.write_text("".join(CourseContent(course_id=c, title=graph.title(c),
+                                             prerequisites=sorted(graph.prerequisites.get(c, ()))).model_dump_json() + "\n"
+                               for c in sorted({e.course_id for e in events})))
+    report = evaluate_log(log, "jsonl", [PROJECT_POLICY, "recent-popularity"], courses=courses,
+                          cache=tmp_path / "cache", encoder_url=encoder_service.url)
+    print(report.table())
+    assert report.steps == len(events)
+    assert report.overall["recent-popularity"]["prerequisite_violations"] > 0.05
+    assert report.overall[PROJECT_POLICY]["prerequisite_violations"] == 0.0

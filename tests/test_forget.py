@@ -74,12 +74,12 @@ def test_forget_removes_the_learner_for_good(broker, encoder_service, tmp_path) 
         metrics = answer(pipeline, "/metrics", 200).text
         assert 'coursestream_forget_requests_total{outcome="deleted"} 1.0' in metrics
         assert 'coursestream_forget_requests_total{outcome="nothing-kept"} 1.0' in metrics
-        assert "audit: forget request request-1 handled; removed rows of ['profiles', 'latest-recommendations']" in worker.log()
+        assert "audit: forget request request-1 handled; removed rows of ['profiles', 'latest-recommendations', 'taken-courses']" in worker.log()
         assert leaving not in "".join(line for line in worker.log().splitlines() if "audit:" in line)
     finally:
         worker.stop()
 
-    for table in ("profiles", "latest-recommendations"):
+    for table in ("profiles", "latest-recommendations", "taken-courses"):
         rows = last_values(servers, f"{s.app_id}-{table}-changelog")
         # a tombstone, or no record at all when the row was dropped before the worker wrote it
         assert rows.get(leaving.encode()) is None, f"the {table} changelog still holds the learner"

@@ -1,6 +1,8 @@
 """The Elo knowledge model: behaviour on small cases, and next-answer prediction on EdNet-KT1.
 
-The real-data evaluation replays all answers of the 16 EdNet-KT1 learners merged into one
+The model's hyperparameters were tuned on half of the 16 EdNet-KT1 learners (the even places in
+sorted id order, :data:`TUNED`); the real-data evaluation uses only the other half
+(:data:`HELD_OUT`), none of whose answers the tuning saw. It replays their answers merged into one
 stream in time order, as the stream processor would see them, and predicts each answer before
 learning from it (prequential). One merged stream, not one learner after another, because
 question difficulty is shared: replaying learner by learner would let a learner's predictions
@@ -9,9 +11,8 @@ use difficulties learned from other learners' later answers.
 Answers that share a learner and a timestamp were submitted together (one EdNet bundle), so all
 of them are predicted before any is learned.
 
-Hyperparameters were tuned on half the learners (every other learner id in sorted order) and
-checked on the other half: model 0.680 vs baselines 0.645 (question) and 0.603 (learner).
-The baselines' prior strength (5 answers' worth) was the best of 1, 2 and 5 for each.
+On the held-out half: model 0.680 against baselines 0.645 (question) and 0.603 (learner). The
+baselines' prior strength (5 answers' worth) was the best of 1, 2 and 5 for each.
 """
 
 from __future__ import annotations
@@ -74,9 +75,19 @@ def read_ednet_kt1(folder: Path) -> list[list[Answer]]:
     return [list(bundle) for _, bundle in itertools.groupby(ordered, key=lambda a: (a.timestamp, a.user))]
 
 
+#: The learners the hyperparameters were tuned on, and the others: every other id in sorted order.
+TUNED, HELD_OUT = slice(0, None, 2), slice(1, None, 2)
+
+
 @pytest.fixture(scope="module")
 def ednet_bundles(shared_data: Path) -> list[list[Answer]]:
-    return read_ednet_kt1(shared_data / "ednet" / "KT1")
+    """The held-out learners' answers, as bundles in time order."""
+    bundles = read_ednet_kt1(shared_data / "ednet" / "KT1")
+    users = sorted({bundle[0].user for bundle in bundles})
+    assert len(users) == 16
+    held_out = set(users[HELD_OUT])
+    assert not held_out & set(users[TUNED])
+    return [bundle for bundle in bundles if bundle[0].user in held_out]
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +117,12 @@ def prequential(ednet_bundles: list[list[Answer]]) -> dict[str, object]:
 
 def test_ednet_next_answer_beats_question_and_learner_baselines(prequential: dict) -> None:
     auc = prequential["auc"]
-    print(f"\nEdNet-KT1, {prequential['answers']} answers of 16 learners, prequential ROC AUC:")
+    print(f"\nEdNet-KT1, {prequential['answers']} answers of the 8 held-out learners, prequential ROC AUC:")
     for name, value in auc.items():
         print(f"  {name:24s} {value:.4f}")
-    assert prequential["answers"] > 170_000
+    assert prequential["answers"] > 45_000
     assert auc["elo mastery"] > auc["question running mean"] + 0.02
-    assert auc["elo mastery"] > auc["learner running mean"] + 0.02
+    assert auc["elo mastery"] > auc["learner running mean"] + 0.05
 
 
 def test_the_evaluation_s_knowledge_report_ranks_the_model_above_its_baselines(shared_data: Path) -> None:
@@ -129,7 +140,7 @@ def test_the_evaluation_s_knowledge_report_ranks_the_model_above_its_baselines(s
 
 def test_ednet_learner_states_stay_small(prequential: dict) -> None:
     model: MasteryModel = prequential["model"]
-    assert len(model.learners) == 16
+    assert len(model.learners) == 8
     for state in model.learners.values():
         assert len(state.skills) <= model.max_skills
         assert len(json.dumps(state.to_dict(), separators=(",", ":"))) < 1200

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from streams.tools.demo import sample_events
 from streams.tools.embedded_broker import EmbeddedBroker
 from streams.tools.processes import free_port
+from tests.qdrant_server_stub import QdrantServerStub, error
 from tests.test_pipeline import Pipeline, new_pipeline
 
 pytestmark = [pytest.mark.broker, pytest.mark.model]
@@ -47,11 +48,15 @@ def message_count(servers: str, topic: str) -> int:
     return count
 
 
-def test_learner_events_wait_while_the_vector_store_is_down(broker, encoder_service, tmp_path) -> None:
+@pytest.mark.parametrize("down", ["refusing connections", "answering 503"])
+def test_learner_events_wait_while_the_vector_store_is_down(broker, encoder_service, tmp_path, down: str) -> None:
+    """A Qdrant server nobody answers on, or one that answers 503 to every call (a stand-in of
+    its REST API: ``tests/qdrant_server_stub.py``)."""
+    server = QdrantServerStub(lambda method, path, body: error(503, "Service Unavailable")) if "503" in down else None
     pipeline = new_pipeline(broker, encoder_service, tmp_path)
     s = pipeline.settings
     pipeline.env.update({"COURSESTREAM_VECTOR_STORE": "qdrant",
-                         "COURSESTREAM_QDRANT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens
+                         "COURSESTREAM_QDRANT_URL": server.url if server else f"http://127.0.0.1:{free_port()}",
                          "COURSESTREAM_RETRY_INITIAL_S": "0.5", "COURSESTREAM_RETRY_MAX_S": "2"})
     events = list(sample_events(30))
     worker = pipeline.worker()
@@ -65,8 +70,12 @@ def test_learner_events_wait_while_the_vector_store_is_down(broker, encoder_serv
         # Nothing skipped, nothing dead-lettered: the events wait.
         assert message_count(s.kafka_bootstrap_servers, s.topic_recommendations) == 0
         assert message_count(s.kafka_bootstrap_servers, s.topic_dead_letter) == 0
+        if server:
+            assert server.requests, "the worker never asked the server"
     finally:
         worker.stop()
+        if server:
+            server.close()
 
     # The store is back (here: the embedded one): the same consumer group picks up every event.
     for name in ("COURSESTREAM_VECTOR_STORE", "COURSESTREAM_QDRANT_URL"):

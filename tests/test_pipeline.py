@@ -105,11 +105,19 @@ def running(broker, encoder_service, catalogue, tmp_path_factory):
         worker.stop()
 
 
-def test_learner_events_come_out_as_recommendations(running, catalogue) -> None:
+@pytest.fixture(scope="module")
+def sample_learned(running) -> tuple[list, list[Recommendation]]:
+    """The sample's first 400 events, sent once to the shared worker, and their recommendations:
+    whichever test asks first sends them, so no test depends on another having run."""
     pipeline, worker = running
     events = list(sample_events(400))
     pipeline.send_events(events)
     recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+    return events, recs
+
+
+def test_learner_events_come_out_as_recommendations(running, sample_learned, catalogue) -> None:
+    events, recs = sample_learned
 
     known = {c.course_id for c in catalogue}
     by_trigger = {rec.trigger.event_id: rec for rec in recs}
@@ -212,10 +220,9 @@ def test_a_backlog_is_taken_in_full_batches_and_a_lone_event_at_once(broker, enc
         worker.stop()
 
 
-def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running, catalogue) -> None:
+def test_a_learner_with_no_events_gets_what_is_popular_in_their_context(running, sample_learned, catalogue) -> None:
     pipeline, worker = running
-    events = [e for e in sample_events(400)]
-    pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events}, worker)
+    events, _ = sample_learned
     url = f"http://127.0.0.1:{pipeline.env['COURSESTREAM_WEB_PORT']}"
     taken = Counter(e.course_id for e in events if e.kind == "click")
     answer = httpx.get(f"{url}/recommendations/newcomer", params={"context": catalogue[0].part_of}, timeout=30)

@@ -1,4 +1,5 @@
-"""Both vector-store back ends behind one interface, on real embeddings of a real catalogue."""
+"""Both vector-store back ends behind one interface, on real embeddings of a real catalogue; and
+what only the server back end does (payload indexes, HTTP errors as outages) over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import pytest
 from encoders.text import TextEncoder
 from online.sources import oulad_catalogue
 from streams.tools.demo import SAMPLE
+from streams.tools.processes import free_port
 from streams.vectorstore import (
+    KEYWORD_FIELDS,
     CoursePoint,
     EdgeVectorStore,
     QdrantClientVectorStore,
     Search,
     VectorStore,
+    is_outage,
     point_id,
 )
+from tests.qdrant_server_stub import Answer, QdrantServerStub, error, ok
 
 pytestmark = pytest.mark.model
 
@@ -130,3 +135,75 @@ def test_an_edge_shard_with_uuid_point_ids_is_re_keyed_when_opened(tmp_path: Pat
     store.upsert(points[:1])  # a re-sent course overwrites its point rather than adding one
     assert store.count() == len(points)
     store.close()
+
+
+# ---------------------------------------------------------------- Qdrant server-only paths
+# Against a stand-in of the server's REST API (tests/qdrant_server_stub.py: answers written in the
+# server's documented format, not recorded from a server; none can run here).
+
+
+def serving(**routes: Answer) -> QdrantServerStub:
+    """A stub answering ``routes`` (by "METHOD /path"), 404 otherwise."""
+    return QdrantServerStub(lambda method, path, body: routes.get(f"{method} {path}", error(404, "Not found")))
+
+
+def test_a_server_collection_gets_keyword_indexes_on_every_filtered_field() -> None:
+    stub = serving(**{"GET /collections/courses/exists": ok({"exists": False}),
+                      "PUT /collections/courses": ok(True),
+                      "PUT /collections/courses/index": ok({"operation_id": 1, "status": "completed"})})
+    store = QdrantClientVectorStore("courses", url=stub.url)
+    try:
+        store.ensure_collection({"text": 384, "fused": 1664})
+    finally:
+        store.close()
+        stub.close()
+    [created] = [body for method, path, body in stub.requests if (method, path) == ("PUT", "/collections/courses")]
+    assert created["vectors"] == {"text": {"size": 384, "distance": "Cosine"}, "fused": {"size": 1664, "distance": "Cosine"}}
+    indexes = [body for method, path, body in stub.requests if path == "/collections/courses/index"]
+    assert sorted((b["field_name"], b["field_schema"]) for b in indexes) == sorted((f, "keyword") for f in KEYWORD_FIELDS)
+
+
+def test_a_server_search_sends_filters_and_reads_course_ids() -> None:
+    hit = {"id": point_id("c9"), "version": 3, "score": 0.875, "payload": {"course_id": "c9"}}
+    stub = serving(**{"GET /collections/courses/exists": ok({"exists": True}),
+                      "POST /collections/courses/points/query/batch": ok([{"points": [hit]}, {"points": []}])})
+    store = QdrantClientVectorStore("courses", url=stub.url)
+    try:
+        found = store.search([Search(np.ones(4), 5, {"language": "en"}, exclude=["c1"]), Search(np.ones(4), 3)], "text")
+    finally:
+        store.close()
+        stub.close()
+    assert found == [[("c9", 0.875)], []]
+    [(_, _, body)] = [r for r in stub.requests if r[1].endswith("/query/batch")]
+    first = body["searches"][0]
+    assert first["using"] == "text" and first["limit"] == 5 and first["with_payload"] == ["course_id"]
+    assert first["filter"]["must"] == [{"key": "language", "match": {"value": "en"}}]
+    assert first["filter"]["must_not"] == [{"has_id": [point_id("c1")]}]
+
+
+@pytest.mark.parametrize(("status", "outage"), [(429, True), (502, True), (503, True), (504, True),
+                                                (500, False), (400, False), (404, False)])
+def test_a_busy_or_unreachable_server_is_an_outage_and_a_refusal_is_an_error(status: int, outage: bool) -> None:
+    """An outage makes the worker wait and retry (``streams.worker.course_index``); any other
+    failure is an error of the call (its event is dead-lettered)."""
+    stub = serving(**{"GET /collections/courses/exists": ok({"exists": True}),
+                      "POST /collections/courses/points/query/batch": error(status, "no")})
+    store = QdrantClientVectorStore("courses", url=stub.url)
+    try:
+        with pytest.raises(Exception) as raised:
+            store.search([Search(np.ones(4), 5)], "text")
+    finally:
+        store.close()
+        stub.close()
+    assert getattr(raised.value, "status_code", None) == status
+    assert is_outage(raised.value) is outage
+
+
+def test_a_server_nobody_answers_on_is_an_outage() -> None:
+    store = QdrantClientVectorStore("courses", url=f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(Exception) as raised:
+            store.search([Search(np.ones(4), 5)], "text")
+    finally:
+        store.close()
+    assert is_outage(raised.value)

@@ -1,7 +1,8 @@
 """Two workers in one group split the partitions; both publish; either answers the read API
-for any learner, to the operator or to the learner's own token only (the lists published lately
-to the operator only); the metrics endpoint exposes
-the named series with sensible values."""
+for any learner, forwarding to the owner in both directions (a 404 and learning paths too; a
+request forwarded twice refused), to the operator or to the learner's own token only (the lists
+published lately to the operator only); the
+metrics endpoint exposes the named series with sensible values."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from online.events import Recommendation
 from online.sources import oulad_catalogue
 from streams.tools.demo import SAMPLE, sample_events
 from streams.tools.processes import WorkerProcess, free_port
+from streams.web import FORWARDED
 from tests.kafka_io import consume, produce
 from tests.test_pipeline import new_pipeline
 
@@ -129,6 +131,7 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
                     assert 0 < summary["mastery"]["overall"] < 1
         nobody = httpx.get(f"{urls[0]}/recommendations/nobody", headers=platform.operator())
         assert nobody.status_code == 200 and nobody.json()["cold_start"]  # a newcomer gets a list, never a 404
+        check_forwarding(urls, platform, list(per_user))
         check_read_api_security(urls, platform, users[0], users[1])
     finally:
         for worker in workers:
@@ -138,6 +141,46 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
         routes = [line for line in worker.log().splitlines() if "streams.web.access" in line or "GET /" in line]
         assert any("GET /profiles/{user_id} 200" in line for line in routes)
         assert all(not re.search(r"/(profiles|recommendations|paths)/(?!\{user_id\})", line) for line in routes), routes
+
+
+def owner(urls: list[str], path: str, headers: dict[str, str]) -> int:
+    """Which worker owns the learner of ``path``: asked as if another worker had forwarded the
+    request, the owner answers and any other worker refuses with 503 (it would forward again)."""
+    answers = [httpx.get(url + path, headers={**headers, FORWARDED: "1"}) for url in urls]
+    assert sorted(a.status_code == 503 for a in answers) == [False, True], [(a.status_code, a.text) for a in answers]
+    assert "ownership is changing" in next(a for a in answers if a.status_code == 503).text
+    return next(i for i, a in enumerate(answers) if a.status_code != 503)
+
+
+def check_forwarding(urls: list[str], platform: Platform, learners: list[str]) -> None:
+    """Each worker owns some learners; asked about a learner it does not own, a worker forwards
+    to the owner, in both directions, for every learner endpoint: the owner's answer, a 404 and a
+    cold start too;
+    a request forwarded twice is refused (503) rather than sent round again."""
+    operator = platform.operator()
+    owners = {user: owner(urls, f"/profiles/{user}", operator) for user in learners}
+    assert set(owners.values()) == {0, 1}, f"one worker owns every learner: nothing is forwarded ({owners})"
+    for user, at in owners.items():
+        other = urls[1 - at]
+        for path in (f"/profiles/{user}", f"/recommendations/{user}", f"/paths/{user}/some-course"):
+            own, forwarded = httpx.get(urls[at] + path, headers=operator), httpx.get(other + path, headers=operator)
+            assert own.status_code == forwarded.status_code == 200, (path, own.text, forwarded.text)
+            assert forwarded.json() == own.json()
+        assert owner(urls, f"/paths/{user}/some-course", operator) == at
+    strangers: dict[int, str] = {}
+    for i in range(64):
+        if len(strangers) < 2:
+            strangers.setdefault(owner(urls, f"/profiles/nobody-{i}", operator), f"nobody-{i}")
+    assert set(strangers) == {0, 1}
+    for at, stranger in strangers.items():  # the owner's answer about a stranger, whichever worker is asked
+        path = f"/profiles/{stranger}"  # a 404
+        own, forwarded = httpx.get(urls[at] + path, headers=operator), httpx.get(urls[1 - at] + path, headers=operator)
+        assert own.status_code == forwarded.status_code == 404
+        assert forwarded.json() == own.json() and "no " in own.json()["detail"]
+        path = f"/recommendations/{stranger}"  # the owner's cold start
+        own, forwarded = httpx.get(urls[at] + path, headers=operator), httpx.get(urls[1 - at] + path, headers=operator)
+        assert own.status_code == forwarded.status_code == 200 and own.json()["cold_start"]
+        assert [i["course_id"] for i in forwarded.json()["items"]] == [i["course_id"] for i in own.json()["items"]]
 
 
 def check_read_api_security(urls: list[str], platform: Platform, user: str, other: str) -> None:

@@ -7,7 +7,8 @@ learning from that partition's learners; here all learners share it, as one part
 It remembers each learner's last list so the re-ranker learns from what they did next, once, at
 their next event, as the worker does with its latest-recommendations table. Candidates are the
 whole catalogue the harness offers; the worker ranks the same ones when asked by a rank request
-(``coursestream evaluate --through-kafka`` checks that both give the same lists).
+(``coursestream evaluate --through-kafka`` checks that both give the same lists). Like the worker's
+taken table, it keeps every course each learner took, exactly, for the prerequisite rule.
 
 >>> from datetime import datetime, timezone
 >>> from online.events import ClickEvent
@@ -82,6 +83,7 @@ class RecommenderPolicy:
         self.recommender = Recommender(explore_share=explore_share)
         self.profiles: dict[str, bytes] = {}
         self.shown: dict[str, Shown] = {}
+        self.taken: dict[str, set[str]] = {}
 
     def _profile(self, user_id: str) -> LearnerProfile:
         stored = self.profiles.get(user_id)
@@ -97,6 +99,7 @@ class RecommenderPolicy:
             shown=self.shown.pop(event.user_id, NOTHING_SHOWN),
         )
         self.profiles[event.user_id] = profile.to_bytes()
+        self.taken.setdefault(event.user_id, set()).add(event.course_id)
 
     def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
         profile = self._profile(user_id)
@@ -105,7 +108,7 @@ class RecommenderPolicy:
             if course_id not in catalogue:  # a course the catalogue does not describe: no payload, no vector
                 catalogue.put(course_id, None, {})
         listed = shortlist(catalogue, profile, catalogue.rows(candidates), time=now.timestamp(), policy=self.policy,
-                           seed=step_id(user_id, now))
+                           seed=step_id(user_id, now), taken=self.taken.get(user_id, frozenset()))
         [items] = self.recommender.rank(catalogue, [listed], k)
         self.shown[user_id] = Shown.of(items)
         return [item["course_id"] for item in items]

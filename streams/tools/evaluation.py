@@ -58,8 +58,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from encoders.settings import EncoderSettings
-from online.evaluation import BASELINES, Block, Report, Steps, evaluate, oulad_steps, prequential_steps
+from online.evaluation import BASELINES, Block, Report, Steps, evaluate, no_prerequisites, oulad_steps, prequential_steps
 from online.evaluation.knowledge import knowledge_report
+from online.evaluation.metrics import PrerequisitesMet
 from online.evaluation.recommender_policy import RecommenderPolicy, step_id
 from online.events import (
     MAX_RANK_CANDIDATES,
@@ -351,6 +352,20 @@ def catalogue_contents(
     return None
 
 
+def prerequisites_of(contents: Sequence[CourseContent] | None) -> PrerequisitesMet:
+    """The harness's prerequisite hook from the catalogue's own prerequisites: a recommended course
+    counts as a violation unless the learner had taken every one of them before the step.
+
+    >>> met = prerequisites_of([CourseContent(course_id="b", title="B", prerequisites=["a"])])
+    >>> met("b", frozenset()), met("b", frozenset({"a"})), met("a", frozenset())
+    (False, True, True)
+    """
+    required = {c.course_id: frozenset(c.prerequisites) for c in contents or () if c.prerequisites}
+    if not required:
+        return no_prerequisites
+    return lambda course_id, taken: required.get(course_id, frozenset()) <= taken
+
+
 def _check_rankable(steps: Steps, contents: Sequence[CourseContent] | None) -> None:
     """Refuse a run the worker could not answer as the in-process policy would: it ranks only
     indexed courses, and a rank request holds at most ``MAX_RANK_CANDIDATES``."""
@@ -401,8 +416,8 @@ def evaluate_log(
     factories = {name: seeded(BASELINES[name], seed) for name in policies if name in BASELINES}
     variants = [name for name in PROJECT_VARIANTS if name in policies]
     project: dict[str, Callable[[], object]] = {}
+    contents = catalogue_contents(source, format, presentations, courses)
     if variants:
-        contents = catalogue_contents(source, format, presentations, courses)
         cache = cache or settings.data_dir / "evaluation"
         using = settings.ranking_vector
         points = None
@@ -435,7 +450,8 @@ def evaluate_log(
             if name not in project:
                 project[name] = (project_policy(points, using, PROJECT_VARIANTS[name]) if points is not None
                                  else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name]))
-    report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit)
+    report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit,
+                      prerequisites_met=prerequisites_of(contents))
     if format != "oulad":  # OULAD's assessments are scores, not answers marked right or wrong
         report.knowledge = knowledge_report(open_log(source, format, **_reader_options(format, max_learners))) or {}
     return report

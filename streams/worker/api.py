@@ -15,10 +15,11 @@ from online.policies import assign
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.recommender import Recommender
+from online.taken import TakenCourses
 from streams.vectorstore import Search
 from streams.auth import Authenticator
 from streams.web import create_api, serve_api
-from streams.worker.app import app, latest_recommendations, learned, profiles, settings
+from streams.worker.app import app, latest_recommendations, learned, profiles, settings, taken
 from streams.worker.course_index import course_index
 from streams.worker.learn import Wanted
 from streams.worker.learners import unwritten
@@ -67,20 +68,12 @@ async def describe_profile(user_id: str, profile: LearnerProfile) -> dict[str, A
     }
 
 
-class _Taken:
-    """A profile's taken courses as the container a prerequisite graph asks ``in`` of."""
-
-    def __init__(self, profile: LearnerProfile) -> None:
-        self.profile = profile
-
-    def __contains__(self, course_id: object) -> bool:
-        return isinstance(course_id, str) and self.profile.has_taken(course_id)
-
-
-async def learning_path(profile: LearnerProfile, goal: str) -> list[dict[str, Any]]:
-    """The courses the learner still has to take to reach ``goal``, in order, with titles."""
+async def learning_path(user_id: str, profile: LearnerProfile, goal: str) -> list[dict[str, Any]]:
+    """The courses the learner still has to take to reach ``goal``, in order, with titles: from
+    what they took, exactly (the taken-courses table; the profile's Bloom filter is not exact)."""
     graph = await course_index.prerequisite_graph()
-    return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, _Taken(profile))]
+    done = TakenCourses.from_bytes(ReadThrough(taken, unwritten.taken_row).get(user_id.encode()))
+    return [{"course_id": c, "title": graph.title(c)} for c in graph.learning_path(goal, done)]
 
 
 #: The context a learner with none is given for a cold start: every context at once.

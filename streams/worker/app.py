@@ -33,6 +33,9 @@ profiles = app.Table("profiles", key_type=bytes, value_type=bytes, partitions=se
 latest_recommendations = app.Table(
     "latest-recommendations", key_type=bytes, value_type=bytes, partitions=settings.partitions
 )
+#: user id (bytes) -> TakenCourses.to_bytes(): every course the learner took, exactly (8-byte
+#: hashes), which prerequisites are checked against (the profile's Bloom filter is not exact)
+taken = app.Table("taken-courses", key_type=bytes, value_type=bytes, partitions=settings.partitions)
 #: "partition:model:key" -> JSON state of the models a partition's learners share (question
 #: difficulty, popularity, transitions, re-ranker, exploration; see ``online.recommender``).
 #: Each partition learns from its own learners' events, so its state recovers exactly with it.

@@ -53,7 +53,7 @@ async def _shortlists(wanted: Sequence[Wanted], k: int, scale: int) -> list[Shor
                 sources.append(next(found))  # unlocked
         sources.append((catalogue.rows(ids), None))
         rows, similarity = merge(sources)
-        offered.append(Shortlist(profile, rows, similarity, w.time, w.policy, w.seed))
+        offered.append(Shortlist(profile, rows, similarity, w.time, w.policy, w.seed, w.taken))
     return apply_rules(catalogue, offered, languages=[w.profile.language for w in wanted], model_version=version)
 
 

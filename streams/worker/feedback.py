@@ -4,6 +4,8 @@ from their last list; a fresh list is asked for, as after any event."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from faust.types import EventT
 
 from online.events import Feedback
@@ -17,13 +19,14 @@ from streams.worker.learn import LastList, Wanted, last_list
 from streams.worker.partitions import recommender
 
 
-def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile, unwritten: LastList | None) -> Wanted:
+def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile, unwritten: LastList | None,
+                        taken: Container[str] | None = None) -> Wanted:
     """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
-    ``unwritten`` is the learner's last list if it is not written yet."""
+    ``unwritten`` is the learner's last list if it is not written yet; ``taken`` what they took, exactly."""
     message = event.message
     last = last_list(message.key, unwritten)
     engine = recommender(message.partition)
     policy = assign(value.user_id, settings.policies)
     if learn_feedback(engine, profile, value, NOTHING_SHOWN if last is None else last.shown, message.offset):
         metrics.feedback.labels(policy, value.action).inc()
-    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event)
+    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event, taken)

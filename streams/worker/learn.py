@@ -8,6 +8,7 @@ restart, it is read back from the latest-recommendations table.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 import orjson
@@ -54,6 +55,7 @@ class Wanted:
     time: float
     seed: str
     event: EventT | None = None  # the stream event it answers: its partition's tables hold the engine's state
+    taken: Container[str] | None = None  # every course the learner took, exactly: prerequisites are checked against it
 
 
 async def load_profile(user: bytes) -> LearnerProfile:
@@ -76,9 +78,10 @@ def last_list(user: bytes, unwritten: LastList | None) -> LastList | None:
     return LastList.from_json(raw) if raw else None
 
 
-def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten: LastList | None) -> Wanted:
+def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten: LastList | None,
+          taken: Container[str] | None = None) -> Wanted:
     """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
-    ``unwritten`` is the learner's last list if it is not written yet."""
+    ``unwritten`` is the learner's last list if it is not written yet; ``taken`` what they took, exactly."""
     message = event.message
     shown = NOTHING_SHOWN
     if not profile.has_taken(value.course_id):  # only a first use learns from the last list: else spare reading it
@@ -95,4 +98,4 @@ def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten
         shown=shown,
     )
     policy = assign(value.user_id, settings.policies)
-    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event)
+    return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event, taken)

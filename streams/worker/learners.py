@@ -32,10 +32,11 @@ from faust.types import EventT
 from online.events import Feedback, ForgetRequest, RankRequest
 from online.profile import LearnerProfile
 from online.recommender import LearnerEvent, Shown
+from online.taken import TakenCourses
 from streams import metrics
 from streams.batches import Unwritten, caught_up, take_ready
 from streams.faust_fixes import allow_batch_rows, processing
-from streams.worker.app import app, latest_recommendations, learner_events, profiles, settings
+from streams.worker.app import app, latest_recommendations, learner_events, profiles, settings, taken
 from streams.worker.course_index import course_index, replica
 from streams.worker.dead_letters import dead_letter
 from streams.worker.feedback import learn_from_feedback
@@ -55,7 +56,7 @@ def forget(request: ForgetRequest, unwritten: Collection[str] = ()) -> None:
     row for the learner was dropped before it was written. (No vector-store point and no row of
     ``learned`` belongs to one learner: those hold courses and shared models.)"""
     key = request.user_id.encode()
-    removed = [table.name for table in (profiles, latest_recommendations)
+    removed = [table.name for table in (profiles, latest_recommendations, taken)
                if table.pop(key, None) is not None or table.name in unwritten]
     metrics.forget_requests.labels("deleted" if removed else "nothing-kept").inc()
     # The audit line names the request, not the learner: the requester keeps that link.
@@ -70,6 +71,8 @@ class LearnerWindow(Unwritten):
         super().__init__(interval)
         self.profiles: dict[bytes, tuple[bytes, EventT]] = {}  # serialised, as the next event reads it
         self.latest: dict[bytes, tuple[LastList, bytes, EventT]] = {}
+        self.taken: dict[bytes, TakenCourses] = {}  # read this window (exact, for prerequisites)
+        self.taken_changed: dict[bytes, EventT] = {}
         self.partitions: dict[int, EventT] = {}
         self.to_rank: list[Queued] = []
         self.requests: list[tuple[EventT, RankRequest]] = []
@@ -96,8 +99,9 @@ class LearnerWindow(Unwritten):
             return
         if isinstance(value, ForgetRequest):
             await self.rank()
-            dropped = [table.name for table, rows in ((profiles, self.profiles), (latest_recommendations, self.latest))
-                       if rows.pop(key, None) is not None]
+            dropped = [table.name for table, rows in ((profiles, self.profiles), (latest_recommendations, self.latest),
+                                                      (taken, self.taken_changed)) if rows.pop(key, None) is not None]
+            self.taken.pop(key, None)
             forget(value, dropped)
             self.outcomes.forget(value.user_id)
             return
@@ -115,17 +119,26 @@ class LearnerWindow(Unwritten):
         """The learner's profile as this window has left it so far."""
         return LearnerProfile.from_bytes(self.profiles[user][0]) if user in self.profiles else await load_profile(user)
 
+    def taken_courses(self, user: bytes) -> TakenCourses:
+        """Every course the learner took, exactly, as this window has left it so far."""
+        if user not in self.taken:
+            self.taken[user] = TakenCourses.from_bytes(taken.get(user))
+        return self.taken[user]
+
     async def learn(self, event: EventT, value: LearnerEvent | Feedback) -> None:
         key = event.message.key
         await course_index.ensure([value.course_id])
         profile = await self.profile(key)
         unwritten = self.latest.get(key)
         last = unwritten[0] if unwritten else None
+        courses = self.taken_courses(key)
         if isinstance(value, Feedback):
-            wanted = learn_from_feedback(event, value, profile, last)
+            wanted = learn_from_feedback(event, value, profile, last, courses)
         else:
             first_use, applied = not profile.has_taken(value.course_id), profile.events
-            wanted = learn(event, value, profile, last)
+            wanted = learn(event, value, profile, last, courses)
+            if courses.add(value.course_id):  # a redelivered event adds nothing: a set
+                self.taken_changed[key] = event
             if first_use and profile.events > applied:  # a take-up (a redelivered event is not applied)
                 self.outcomes.taken_up(event.message, value)
         # Kept even when the event was redelivered and skipped: after a crash the local store can
@@ -159,7 +172,8 @@ class LearnerWindow(Unwritten):
         for event, request in requests:
             with processing(event):
                 try:
-                    answered = await answer(request, event.message, await self.profile(event.message.key))
+                    key = event.message.key
+                    answered = await answer(request, event.message, await self.profile(key), self.taken_courses(key))
                 except Exception as error:
                     log.exception("failed to process %s", request.event_id)
                     await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
@@ -178,15 +192,22 @@ class LearnerWindow(Unwritten):
         """The learner's profile row, if changed since the last write."""
         return self.profiles[user][0] if user in self.profiles else None
 
+    def taken_row(self, user: bytes) -> bytes | None:
+        """The learner's taken-courses row, if changed since the last write."""
+        return self.taken[user].to_bytes() if user in self.taken_changed else None
+
     def latest_row(self, user: bytes) -> bytes | None:
         """The learner's latest list row, if published since the last write."""
         return self.latest[user][1] if user in self.latest else None
 
     async def write(self, stream: faust.StreamT) -> None:
         await write(self, stream, self.partitions, self.profiles,
-                    {key: (published, event) for key, (_, published, event) in self.latest.items()})
+                    {key: (published, event) for key, (_, published, event) in self.latest.items()},
+                    {key: (self.taken[key].to_bytes(), event) for key, event in self.taken_changed.items()})
         self.profiles.clear()
         self.latest.clear()
+        self.taken.clear()
+        self.taken_changed.clear()
         self.partitions.clear()
 
 

@@ -5,7 +5,7 @@ coalesced; rank requests answered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,14 +57,16 @@ def coalesce(to_rank: Sequence[Queued]) -> tuple[list[Queued], dict[bytes, list[
     return [to_rank[i] for i in sorted(last.values())], earlier
 
 
-async def answer(request: RankRequest, message: Message, profile: LearnerProfile) -> dict[str, Any]:
+async def answer(request: RankRequest, message: Message, profile: LearnerProfile,
+                 taken: Container[str] | None = None) -> dict[str, Any]:
     """Rank exactly the request's candidates (those indexed with the current model) for the
-    learner, from their profile and their partition's state now; nothing is learned."""
+    learner, from their profile and their partition's state now; nothing is learned. ``taken``:
+    what the learner took, exactly, for the prerequisites."""
     await course_index.ensure(request.candidates)
     rows = [row for course_id in request.candidates if (row := course_index.row(course_id)) is not None]
     policy = assign(request.user_id, settings.policies)
     catalogue = course_index.catalogue
     listed = shortlist(catalogue, profile, np.array(rows, dtype=np.int64),
-                       time=request.event_time.timestamp(), policy=policy, seed=request.event_id)
+                       time=request.event_time.timestamp(), policy=policy, seed=request.event_id, taken=taken)
     [items] = recommender(message.partition).rank(catalogue, [listed], request.k)
     return recommendation(request, message, items, policy)

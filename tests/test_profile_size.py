@@ -1,0 +1,106 @@
+"""The 2 KB profile holds for every input the event contract accepts: ids and contexts of up to
+256 characters (of up to 4 UTF-8 bytes each), skill tags of up to 128, every event kind, a full
+knowledge state, long histories. No shared data needed: the inputs are generated."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from online.events import ClickEvent, QuizEvent, VideoEvent
+from online.mastery import MasteryModel
+from online.profile import CONTEXT_BYTES, MAX_BYTES, RECENT_BYTES, LearnerProfile, ProfileTooLarge
+from online.recommender import Recommender
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+#: The widest character the contract lets through: 4 bytes in UTF-8.
+WIDE = "\U0001d518"
+
+
+def event(kind: str, i: int, course: str, event_id: str, tags: list[str]) -> ClickEvent | VideoEvent | QuizEvent:
+    common = {"event_id": event_id, "user_id": "u", "course_id": course, "event_time": START + timedelta(hours=i)}
+    if kind == "click":
+        return ClickEvent(**common, action="open", item_id=event_id)
+    if kind == "video":
+        return VideoEvent(**common, video_id=event_id, watched_seconds=30, position_seconds=30, video_length_seconds=60)
+    return QuizEvent(**common, quiz_id=event_id, question_id=event_id, skill_tags=tags, score=(i % 5) / 4)
+
+
+def learn(events: list, contexts: list[str], language: str) -> LearnerProfile:
+    """Each event through the recommender (profile, factors, knowledge), stored and read back each
+    time, as the worker's table does."""
+    recommender, profile, rng = Recommender(explore_share=0.0), LearnerProfile(), np.random.default_rng(0)
+    for offset, (e, context) in enumerate(zip(events, contexts)):
+        vector = rng.normal(size=384).astype(np.float32)
+        recommender.learn_one(profile, e, vector, {"part_of": context, "language": language}, offset=offset)
+        raw = profile.to_bytes()
+        assert len(raw) <= MAX_BYTES
+        profile = LearnerProfile.from_bytes(raw)
+    return profile
+
+
+@pytest.mark.parametrize("char", ["a", WIDE], ids=["ascii", "4-byte"])
+def test_64_events_of_every_kind_with_256_character_ids_and_a_full_knowledge_state_fit(char: str) -> None:
+    kinds = ["click", "video", "quiz"] * 22
+    tags = [f"{i:03d}" + char * 125 for i in range(64)]  # 64 tags of 128 characters: a full state
+    events = [event(kind, i, f"{i:03d}" + char * 253, f"{i:03d}" + char * 253, tags) for i, kind in enumerate(kinds[:64])]
+    contexts = [f"{i % 3}" + char * 255 for i in range(64)]
+    profile = learn(events, contexts, char * 16)
+
+    assert len(profile.to_bytes()) <= MAX_BYTES
+    assert profile.events == 64 and profile.knowledge.answers == sum(e.kind == "quiz" for e in events)
+    assert all(profile.has_taken(e.course_id) for e in events)
+    # the recent ids kept are the newest, in order, within their budget
+    assert profile.recent == [e.course_id for e in events][len(events) - len(profile.recent):]
+    assert sum(len(c.encode()) for c in profile.recent) <= RECENT_BYTES
+    if char == "a":  # 256 bytes: the two newest ids and the context fit
+        assert len(profile.recent) == 2 and profile.context == contexts[-1]
+    else:  # 1,024 bytes: neither fits, so none is kept rather than an older one passing for the latest
+        assert profile.recent == [] and profile.context is None
+
+
+def test_short_ids_keep_all_eight_recent_courses_and_the_context() -> None:
+    events = [event("click", i, f"course-{i}", f"e{i}", []) for i in range(20)]
+    profile = learn(events, ["module-a"] * 20, "en")
+    assert profile.recent == [f"course-{i}" for i in range(12, 20)]
+    assert profile.context == "module-a"
+
+
+contract_id = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=256).filter(
+    lambda s: s.strip() == s and s)
+contract_tag = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128).filter(
+    lambda s: s.strip() == s and s)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    courses=st.lists(contract_id, min_size=1, max_size=12),
+    contexts=st.lists(contract_id, min_size=1, max_size=4),
+    tags=st.lists(contract_tag, min_size=0, max_size=64, unique=True),
+    language=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=2, max_size=16),
+    kinds=st.lists(st.sampled_from(["click", "video", "quiz"]), min_size=1, max_size=80),
+)
+def test_any_history_the_contract_accepts_fits(courses, contexts, tags, language, kinds) -> None:
+    assume(language.strip() == language)
+    events = [event(kind, i, courses[i % len(courses)], f"{i}-{courses[i % len(courses)]}", tags)
+              for i, kind in enumerate(kinds)]
+    profile = learn(events, [contexts[i % len(contexts)] for i in range(len(events))], language)
+    assert len(profile.to_bytes()) <= MAX_BYTES
+    assert all(profile.has_taken(e.course_id) for e in events)
+    last = events[-1].course_id
+    assert profile.recent[-1:] == ([last] if len(last.encode()) <= RECENT_BYTES else [])
+    context = contexts[(len(events) - 1) % len(contexts)]
+    assert profile.context == (context if len(context.encode()) <= CONTEXT_BYTES else None)
+
+
+def test_a_profile_that_cannot_fit_is_refused_not_written() -> None:
+    """A ranking vector far larger than MiniLM's 384 dimensions cannot fit: say so, never exceed."""
+    profile = LearnerProfile()
+    profile.learn_one(event("click", 0, "c", "e", []), np.ones(2048, dtype=np.float32), offset=0,
+                      mastery=MasteryModel())
+    with pytest.raises(ProfileTooLarge, match="over the 2048 limit"):
+        profile.to_bytes()
