@@ -70,8 +70,8 @@ async def _read_to_end(settings: Settings, topics: list[str]) -> dict[str, list[
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
-        if settings.kafka_embedded:  # Tansu reports the end of a topic short (streams.embedded_broker)
-            from streams.embedded_broker import true_end_offsets
+        if settings.kafka_embedded:  # Tansu reports the end of a topic short (streams.tools.embedded_broker)
+            from streams.tools.embedded_broker import true_end_offsets
 
             end = await true_end_offsets(settings.kafka_bootstrap_servers, end)
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:

@@ -22,7 +22,7 @@ from online.dismissals import DISMISS_DAYS
 from online.events import Feedback, RankRequest, parse_learner_message
 from online.recommender import POLICIES
 from streams.cli import cli
-from streams.demo import sample_events
+from streams.tools.demo import sample_events
 from tests.kafka_io import read_to_end
 from tests.test_pipeline import Pipeline, catalogue, running  # noqa: F401  (module fixtures: one worker, both policies)
 from tests.test_worker_api import samples, total

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pytest
 
 from online.evaluation import BASELINES, Report
-from streams.evaluation import POLICY_NAMES, PROJECT_POLICY, evaluate_log
+from streams.tools.evaluation import POLICY_NAMES, PROJECT_POLICY, evaluate_log
 
 pytestmark = pytest.mark.model
 
