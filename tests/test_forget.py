@@ -68,7 +68,8 @@ def test_forget_removes_the_learner_for_good(broker, encoder_service, tmp_path) 
 
         forget(pipeline, leaving, "request-1")
         answer(pipeline, f"/profiles/{leaving}", 404)
-        answer(pipeline, f"/recommendations/{leaving}", 404)
+        # No list kept: the learner is answered as a stranger is, with a cold start.
+        assert answer(pipeline, f"/recommendations/{leaving}", 200).json()["cold_start"]
         answer(pipeline, f"/profiles/{staying}", 200)
         forget(pipeline, leaving, "request-2")  # idempotent: nothing left, nothing fails
         metrics = answer(pipeline, "/metrics", 200).text
