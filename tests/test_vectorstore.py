@@ -16,6 +16,7 @@ from streams.vectorstore import (
     KEYWORD_FIELDS,
     CoursePoint,
     EdgeVectorStore,
+    Hits,
     QdrantClientVectorStore,
     Search,
     VectorStore,
@@ -173,7 +174,7 @@ def test_a_server_search_sends_filters_and_reads_course_ids() -> None:
     finally:
         store.close()
         stub.close()
-    assert found == [[("c9", 0.875)], []]
+    assert found == [Hits(["c9"], [0.875]), Hits([], [])]
     [(_, _, body)] = [r for r in stub.requests if r[1].endswith("/query/batch")]
     first = body["searches"][0]
     assert first["using"] == "text" and first["limit"] == 5 and first["with_payload"] == ["course_id"]
