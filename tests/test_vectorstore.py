@@ -173,7 +173,7 @@ def test_a_server_search_sends_filters_and_reads_course_ids() -> None:
     finally:
         store.close()
         stub.close()
-    assert found == [[("c9", 0.875)], []]
+    assert [(hits.course_ids, hits.scores) for hits in found] == [(["c9"], [0.875]), ([], [])]
     [(_, _, body)] = [r for r in stub.requests if r[1].endswith("/query/batch")]
     first = body["searches"][0]
     assert first["using"] == "text" and first["limit"] == 5 and first["with_payload"] == ["course_id"]
