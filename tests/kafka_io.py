@@ -57,8 +57,28 @@ class TopicReader:
                 self.records.extend(self.decode(message) for message in batch)
         return self.records
 
+    def read_to_end(self, timeout_s: float = 120.0) -> list:
+        """Poll until every partition is read up to its high watermark (from the fetch responses:
+        right on every broker, unlike ListOffsets on the embedded one)."""
+        def at_end(_: list) -> bool:
+            partitions = self._consumer.assignment()
+            return bool(partitions) and all(
+                (high := self._consumer.highwater(tp)) is not None and self._consumer.position(tp) >= high
+                for tp in partitions)
+        return self.read_until(at_end, timeout_s)
+
     def close(self) -> None:
         self._consumer.close()
+
+
+def committed(bootstrap_servers: str, group: str, topic: str) -> int:
+    """How many messages of ``topic`` the consumer group has committed (a fresh topic: the sum of
+    its committed offsets), asked without joining the group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic) or ())
+    finally:
+        consumer.close()
 
 
 def consume(

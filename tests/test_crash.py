@@ -46,7 +46,7 @@ from streams.demo import SAMPLE, WorkerProcess, sample_events
 from streams.embedded_broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from tests.conftest import require_shared_data
-from tests.kafka_io import TopicReader, consume, produce
+from tests.kafka_io import TopicReader, committed, consume, produce
 from tests.test_pipeline import Pipeline, new_pipeline
 from tests.test_worker_api import wait_ready
 
@@ -181,7 +181,7 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
         pipeline.index(catalogue, running[0])
         until(lambda: all(metric(env, "coursestream_catalogue_replica_points_total") >= len(catalogue) for env in envs),
               "the catalogue did not reach every worker's store through course-vectors")
-        produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
+        sent = produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
         for at in sorted(rng.sample(range(len(events) // 10, len(events) * 9 // 10), kills)):
             triggers.read_until(lambda ids: len(set(ids)) >= at, timeout_s)
             # The victim is at work, with events of its own still to come: a worker that owns no
@@ -194,7 +194,12 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
             victim.kill()
             if not running:
                 running.append(WorkerProcess(victim.env, victim.log_path).start())
-        recommended = triggers.read_until(lambda ids: set(ids) >= wanted, timeout_s)
+        triggers.read_until(lambda ids: set(ids) >= wanted, timeout_s)
+        # Done when every message is committed: whatever a kill left in flight has been taken over
+        # (after the group noticed the death) and redelivered; then every list published is read.
+        until(lambda: committed(s.kafka_bootstrap_servers, s.app_id, s.topic_learner_events) >= sent,
+              "the group never committed every message")
+        recommended = triggers.read_to_end(timeout_s)
         letters = consume(s.kafka_bootstrap_servers, s.topic_dead_letter,
                           lambda r: {base64.b64decode(x["value"]) for x in r} >= set(bad), timeout_s, describe=logs,
                           fetch_max_wait_ms=FETCH_WAIT_MS)

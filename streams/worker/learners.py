@@ -126,8 +126,13 @@ class LearnerWindow(Unwritten):
         profile = await self.profile(key)
         unwritten = self.latest.get(key)
         courses = self.taken_courses(key)
+        redelivered = profile.seen(value.event_id, event.message.offset)
         wanted = learn(event, value, profile, unwritten[0] if unwritten else None, courses)
-        if courses.add(value.course_id):  # a redelivered event adds nothing: a set
+        # A set: a redelivered event adds nothing, but its row is written all the same, as the
+        # profile's is: after a crash the local store can be ahead of the changelog. (Taken rows
+        # are written after profiles, so a local taken row ahead means the profile is ahead too,
+        # and the event reads as redelivered.)
+        if courses.add(value.course_id) or redelivered:
             self.taken_changed[key] = event
         # Kept even when the event was redelivered and skipped: after a crash the local store can
         # be ahead of the changelog (rows written, not yet sent), and writing the row sends them.
