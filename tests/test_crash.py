@@ -136,6 +136,14 @@ def mixed(events: list[LearnerEvent]) -> Iterator[tuple[bytes, bytes]]:
         yield event.user_id.encode(), event.model_dump_json().encode()
 
 
+def at_work(worker: WorkerProcess) -> bool:
+    """Whether the worker publishes lists now and lags on its input: it has work in flight."""
+    published = metric(worker.env, "coursestream_recommendations_total")
+    time.sleep(0.2)
+    return (metric(worker.env, "coursestream_recommendations_total") > published
+            and metric(worker.env, "coursestream_consumer_lag") > 0)
+
+
 def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[LearnerEvent], kills: int = 0,
         workers: int = 1, seed: int = 7):
     """Index, send everything, SIGKILL a worker ``kills`` times at random moments, wait for the end.
@@ -177,11 +185,13 @@ def run(pipeline: Pipeline, catalogue: list[CourseContent], events: list[Learner
         sent = produce(s.kafka_bootstrap_servers, s.topic_learner_events, mixed(events))
         for at in sorted(rng.sample(range(len(events) // 10, len(events) * 9 // 10), kills)):
             triggers.read_until(lambda ids: len(set(ids)) >= at, timeout_s)
-            # the victim is at work: it has published lists (and so owns partitions with events)
-            until(lambda: metric(running[0].env, "coursestream_recommendations_total") > 0,
-                  "the worker to kill has published nothing: it owns no partition")
-            time.sleep(rng.uniform(0, 0.5))  # anywhere in the next poll, commit or changelog flush
-            victim = running.pop(0)
+            # The victim is at work, with events of its own still to come: a worker that owns no
+            # partition, or has finished its own, would die with nothing in flight.
+            deadline = time.monotonic() + timeout_s
+            while (victim := next((w for w in running if at_work(w)), None)) is None:
+                assert time.monotonic() < deadline, f"no worker is at work to be killed\n{logs()}"
+            time.sleep(rng.uniform(0, 0.2))  # anywhere in the next poll, commit or changelog flush
+            running.remove(victim)
             victim.kill()
             if not running:
                 running.append(WorkerProcess(victim.env, victim.log_path).start())

@@ -136,8 +136,13 @@ class LearnerWindow(Unwritten):
             wanted = learn_from_feedback(event, value, profile, last, courses)
         else:
             first_use, applied = not profile.has_taken(value.course_id), profile.events
+            redelivered = profile.seen(value.event_id, event.message.offset)
             wanted = learn(event, value, profile, last, courses)
-            if courses.add(value.course_id):  # a redelivered event adds nothing: a set
+            # A set: a redelivered event adds nothing, but its row is written all the same, as the
+            # profile's is: after a crash the local store can be ahead of the changelog. (Taken rows
+            # are written after profiles, so a local taken row ahead means the profile is ahead too,
+            # and the event reads as redelivered.)
+            if courses.add(value.course_id) or redelivered:
                 self.taken_changed[key] = event
             if first_use and profile.events > applied:  # a take-up (a redelivered event is not applied)
                 self.outcomes.taken_up(event.message, value)

@@ -38,7 +38,7 @@ async def write(
     for key, (row, event) in latest_rows.items():
         with processing(event):
             latest_recommendations[key] = row
-    for key, (row, event) in taken_rows.items():
+    for key, (row, event) in taken_rows.items():  # after the profiles: see LearnerWindow.learn
         with processing(event):
             taken[key] = row
     await app.producer.buffer.flush()  # the buffer holds one window's rows at most
