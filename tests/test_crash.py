@@ -239,11 +239,15 @@ def check(events: list[LearnerEvent], clean: dict[str, LearnerProfile], outcome,
     lettered = [base64.b64decode(letter["value"]) for letter in letters]
     assert set(lettered) == set(bad), "a valid event was dead-lettered, or a malformed one is missing"
     assert all(letter["reason"] for letter in letters)
-    redelivered = len(triggers) - len(set(triggers))
+    redelivered_lists = len(triggers) - len(set(triggers))
+    redelivered_letters = len(lettered) - len(set(lettered))
     print(json.dumps({"events": len(events), "kills": kills, "malformed": len(bad),
-                      "recommendations": len(triggers), "redelivered_recommendations": redelivered,
-                      "dead_letters": len(letters), "redelivered_dead_letters": len(lettered) - len(set(lettered))}))
-    assert redelivered > 0, "no kill interrupted work in flight: the run shows nothing about crashes"
+                      "recommendations": len(triggers), "redelivered_recommendations": redelivered_lists,
+                      "dead_letters": len(letters), "redelivered_dead_letters": redelivered_letters}))
+    # A kill mid-window can take the window's lists down with the process before they are sent
+    # (they are ranked after the whole window is learned) while its dead letters, sent as it was
+    # parsed, went out: either one sent twice shows a redelivered window.
+    assert redelivered_lists + redelivered_letters > 0, "no kill interrupted work in flight: the run shows nothing about crashes"
 
 
 @pytest.mark.timeout(1200 + EVENTS // 10)
@@ -263,5 +267,5 @@ def test_two_workers_one_killed_the_other_takes_over_its_partitions(encoder_serv
         (clean, _), *_ = run(new_pipeline(broker, encoder_service, tmp_path / "clean", partitions=4), catalogue,
                              events)
         outcome = run(new_pipeline(broker, encoder_service, tmp_path / "two", partitions=4), catalogue, events,
-                      kills=1, workers=2)
-    check(events, clean, outcome, 1)
+                      kills=2, workers=2)
+    check(events, clean, outcome, 2)
