@@ -108,30 +108,33 @@ class CourseFactors(base.Estimator):
         vector = _initial(seed, self.n_factors) if learner is None else np.array(learner, dtype=np.float64)
         self._step(vector, course_id, 1.0)
         rng = random.Random(seed)
-        negatives: list[str] = []
-        for _ in range(self.negatives if len(self._courses) > 1 else 0):
+        courses = self._courses
+        negatives: dict[str, None] = {}  # distinct, in draw order
+        for _ in range(self.negatives if len(courses) > 1 else 0):
             for _attempt in range(10):
-                other = self._courses[rng.randrange(len(self._courses))]
+                other = courses[rng.randrange(len(courses))]
                 if other != course_id and not used(other):
-                    negatives.append(other)
+                    negatives[other] = None
                     break
-        negatives = list(dict.fromkeys(negatives))
+        moved = [course_id, *negatives]
+        slots = self._latents.slots(moved)
         if negatives:
-            self._negatives_step(vector, negatives)
-        for moved_id in (course_id, *negatives):  # each changed row written once
-            self.table[moved_id] = {"n": self.table[moved_id]["n"], "v": self._latents.get(moved_id).tolist()}
+            self._negatives_step(vector, slots[1:])
+        table = self.table
+        for moved_id, row in zip(moved, self._latents.values[slots].tolist()):  # each changed row written once
+            table[moved_id] = {"n": table[moved_id]["n"], "v": row}
         return vector.astype(np.float32)
 
-    def _negatives_step(self, learner: np.ndarray, course_ids: list[str]) -> None:
-        """One SGD step on all of an event's negatives at once, each gradient taken at the same
-        learner factors (a mini-batch), in place."""
-        courses = self._latents.get_many(course_ids)
-        gradients = np.clip(2 * (courses @ learner), -CLIP_GRADIENT, CLIP_GRADIENT)
-        learner_gradient = gradients @ courses + len(course_ids) * self.l2 * learner
-        courses -= self.learning_rate * (np.outer(gradients, learner) + self.l2 * courses)
+    def _negatives_step(self, learner: np.ndarray, slots: np.ndarray) -> None:
+        """One SGD step on all of an event's negatives (distinct rows of the cache) at once, each
+        gradient taken at the same learner factors (a mini-batch), in place."""
+        latents = self._latents.values
+        courses = latents[slots]
+        gradients = 2 * (courses @ learner)
+        np.minimum(np.maximum(gradients, -CLIP_GRADIENT, out=gradients), CLIP_GRADIENT, out=gradients)
+        learner_gradient = gradients @ courses + len(slots) * self.l2 * learner
+        latents[slots] = courses - self.learning_rate * (gradients[:, None] * learner + self.l2 * courses)
         learner -= self.learning_rate * learner_gradient
-        for course_id, row in zip(course_ids, courses):
-            self._latents.set(course_id, row)
 
     def _step(self, learner: np.ndarray, course_id: str, y: float) -> None:
         """One step of river's ``FunkMF.learn_one`` on ``learner`` and the course's row, in place."""

@@ -39,6 +39,11 @@ class RowCache:
 
     def get_many(self, keys: Sequence[str]) -> np.ndarray:
         """The rows of ``keys``, a row each (a copy)."""
+        return self._values[self.slots(keys)]
+
+    def slots(self, keys: Sequence[str]) -> np.ndarray:
+        """Where the rows of ``keys`` are in :attr:`values` (read through ``load`` if new), for a
+        caller that changes many rows in place (and writes its mapping itself)."""
         slots = self._slots
         found = [slots.get(key, -1) for key in keys]
         if -1 in found:
@@ -46,7 +51,12 @@ class RowCache:
                 slot = self._slot(key)  # first: it may grow the array
                 self._values[slot] = self._load(key)
             found = [slots[key] for key in keys]
-        return self._values[found]
+        return np.array(found, dtype=np.intp)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The rows, as :meth:`slots` indexes them; valid until the next new key is read."""
+        return self._values
 
     def get(self, key: str) -> np.ndarray:
         """The row of one key (a copy)."""
