@@ -13,6 +13,8 @@ stays true to the mapping as long as nothing else writes that mapping.
 >>> cache.set("b", [3.0, 4.0])
 >>> cache.get_many(["b"]).tolist()
 [[3.0, 4.0]]
+>>> cache.get_many([str(n) for n in range(100)]).shape  # the array grows as keys arrive
+(100, 2)
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class RowCache:
 
     def get_many(self, keys: Sequence[str]) -> np.ndarray:
         """The rows of ``keys``, a row each (a copy)."""
-        return self._values[self.slots(keys)]
+        slots = self.slots(keys)  # first: reading new keys may grow the array
+        return self._values[slots]
 
     def slots(self, keys: Sequence[str]) -> np.ndarray:
         """Where the rows of ``keys`` are in :attr:`values` (read through ``load`` if new), for a
