@@ -27,7 +27,7 @@ right last time moves the chance of a right answer from 0.56 to 0.88: that is th
 a stream holds, and a short list of 2-byte question hashes keeps most of it. The course deviation
 captures that TOEIC listening and reading parts are different abilities. On the 16 EdNet-KT1
 learners in ``../shared/data`` (``tests/test_mastery.py``) this model reaches a prequential AUC of
-0.740, against 0.717 for per-skill Elo alone and 0.60 for BKT fitted offline
+0.739, against 0.717 for per-skill Elo alone and 0.587 for BKT fitted offline
 (:mod:`online.evaluation.bkt`). Time since the learner last practised a skill added nothing
 measurable there, so the state keeps no timestamps. Compared with the alternatives:
 

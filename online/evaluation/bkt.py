@@ -15,7 +15,8 @@ skill (pyBKT's forward pass, which also sees the earlier answers of the same EdN
 - The fit is pyBKT's E and M steps from one random start (seed 0), iterated until the
   log-likelihood improves by less than :data:`TOLERANCE` per answer. (pyBKT's own loop,
   ``EM_fit.EM_fit``, stores a one-element array where numpy 2.4 wants a number.)
-- A skill the other half never answered is predicted as that half's fraction correct.
+- A skill the other half answered fewer than :data:`MIN_ANSWERS` times is predicted as that
+  half's fraction correct: EM on a few answers makes guess and slip 0 and predictions certain.
 
 >>> answers = [(f"u{u}", "s", (u + t) % 3 != 0) for t in range(20) for u in range(4)]
 >>> predictions = bkt_predictions(answers)
@@ -38,6 +39,8 @@ __all__ = ["TOLERANCE", "bkt_predictions"]
 
 #: EM stops when the log-likelihood per answer improves by less than this.
 TOLERANCE = 1e-4
+#: Answers a skill needs in the fitting half to get its own BKT.
+MIN_ANSWERS = 50
 #: EM iterations at most (pyBKT's default).
 MAX_ITERATIONS = 100
 
@@ -97,7 +100,7 @@ def bkt_predictions(answers: Sequence[tuple[str, str, bool]]) -> list[float]:
                 targets = list(by_learner.values())
                 indices = [i for sequence in targets for i in sequence]
                 fitting = sequences.get((1 - predicted, skill))
-                if fitting is None:
+                if fitting is None or sum(map(len, fitting.values())) < MIN_ANSWERS:
                     predictions[indices] = rate
                     continue
                 model = _fit(_data(list(fitting.values()), outcomes), rng)

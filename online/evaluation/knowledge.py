@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from online.events import ClickEvent, QuizEvent, VideoEvent
-from online.evaluation.bkt import bkt_predictions
 from online.mastery import MasteryModel, answer_of
 from online.sources import InvalidRow
 
@@ -152,6 +151,9 @@ def knowledge_report(log: Iterable[ClickEvent | VideoEvent | QuizEvent | Invalid
     flush()
     if not labels:
         return None
+    # Here, not at the top: pyBKT is in the test extra, not the worker's dependencies.
+    from online.evaluation.bkt import bkt_predictions
+
     predictions[BKT] = bkt_predictions(traced)
     return {
         "answers": len(labels),
