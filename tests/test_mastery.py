@@ -15,8 +15,8 @@ Prequential ROC AUC (``coursestream evaluate ../shared/data/ednet/KT1`` gives th
 
 | answers of | mastery | question running mean | learner running mean | BKT (pyBKT) |
 | --- | --- | --- | --- | --- |
-| 8 held-out learners | 0.702 | 0.645 | 0.603 | 0.592 |
-| all 16 learners | 0.739 | 0.668 | 0.611 | 0.587 |
+| 8 held-out learners | 0.702 | 0.645 | 0.603 | 0.598 |
+| all 16 learners | 0.739 | 0.668 | 0.611 | 0.584 |
 
 BKT is fitted on the other half of the learners (``online.evaluation.bkt``): for the held-out
 learners, on the tuning ones. The baselines' prior strength (5 answers' worth) was the best of 1, 2
