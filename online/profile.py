@@ -21,8 +21,8 @@ hashes, the latent factors (``online.factorization``) 20 float32s. Bounded parts
 course ids, the newest of the last :data:`RECENT_COURSES` that fit in :data:`RECENT_BYTES`
 (UTF-8; an id is up to 256 characters, so up to 1 KB: a newest id that alone does not fit leaves
 none), the context only if it fits in :data:`CONTEXT_BYTES` (else none is kept), the language
-(at most 16 characters), recent dismissals (``online.dismissals``) at most 192 bytes. The knowledge state, the one part that grows, forgets its least
-recently practised skills until the row fits; :meth:`LearnerProfile.to_bytes` raises
+(at most 16 characters), recent dismissals (``online.dismissals``) at most 192 bytes. The knowledge state, the one part that grows, forgets its oldest
+missed questions, then its least recently practised skills and courses, until the row fits; :meth:`LearnerProfile.to_bytes` raises
 :class:`ProfileTooLarge` rather than write more (a ranking vector far larger than 384
 dimensions would).
 
@@ -60,7 +60,7 @@ import numpy as np
 from online.bloom import BloomFilter
 from online.dismissals import Dismissals
 from online.events import ClickEvent, QuizEvent, VideoEvent
-from online.mastery import KnowledgeState, MasteryModel
+from online.mastery import KnowledgeState, MasteryModel, answer_of
 from online.signals import engagement
 
 #: Hard limit on a serialised profile.
@@ -179,8 +179,7 @@ class LearnerProfile:
         if course_vector is not None:
             self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
         if mastery is not None and isinstance(event, QuizEvent):
-            question = {"user": event.user_id, "question": event.question_id or event.quiz_id, "skills": event.skill_tags}
-            mastery.learn_one(question, event.outcome, state=self.knowledge)
+            mastery.learn_one(answer_of(event), event.outcome, state=self.knowledge)
         return True
 
     def _move_interest(self, time: float, weight: float, vector: np.ndarray) -> None:
@@ -225,14 +224,13 @@ class LearnerProfile:
         }
 
     def to_bytes(self) -> bytes:
-        """msgpack, within :data:`MAX_BYTES`: the least recently practised skills go first;
-        :class:`ProfileTooLarge` if it cannot fit."""
+        """msgpack, within :data:`MAX_BYTES`: the knowledge state forgets what it least needs first
+        (:meth:`~online.mastery.KnowledgeState.shrink`); :class:`ProfileTooLarge` if it cannot fit."""
         raw = msgpack.packb(self._state())
-        while len(raw) > MAX_BYTES and self.knowledge.skills:
-            del self.knowledge.skills[next(iter(self.knowledge.skills))]
+        while len(raw) > MAX_BYTES and self.knowledge.shrink():
             raw = msgpack.packb(self._state())
         if len(raw) > MAX_BYTES:
-            raise ProfileTooLarge(f"a profile of {len(raw)} bytes without skills, over the {MAX_BYTES} limit")
+            raise ProfileTooLarge(f"a profile of {len(raw)} bytes without a knowledge state, over the {MAX_BYTES} limit")
         return raw
 
     @classmethod

@@ -3,7 +3,7 @@
 One :class:`Recommender` holds what a group of learners shares, all learned online from
 their events: course popularity (``online.popularity``), what learners took up next
 (``online.transitions``, the collaborative model), latent factors of learners and courses
-(``online.factorization``), question difficulty inside the mastery
+(``online.factorization``), question difficulty and the repeat weights inside the mastery
 model (``online.mastery``), the re-ranker (``online.reranker``) and the exploration bandit
 (``online.exploration``). Each learner's own state is their :class:`~online.profile.LearnerProfile`.
 The live worker (one Recommender per partition, backed by Faust tables), the replay
@@ -192,7 +192,8 @@ class Recommender:
             factors=CourseFactors(table=tables("factors")),
             reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate, table=tables("reranker")),
             explorer=ThompsonExplorer(table=tables("explorer")),
-            mastery=MasteryModel(difficulty=QuestionDifficulty(table=tables("difficulty"))),
+            mastery=MasteryModel(difficulty=QuestionDifficulty(table=tables("difficulty")),
+                                 weights=tables("mastery")),
             explore_share=explore_share,
         )
 

@@ -183,7 +183,7 @@ def evaluate(
     At each step, every policy recommends K of the learner's candidates, is scored against what the
     learner did next (Recall@K, precision@K, F1@K, hit rate, NDCG@K, MRR, coverage, prerequisite
     violations; overall and for new learners against the rest), then learns. On quiz logs it also
-    scores the knowledge model's next-answer predictions (AUC, RMSE, log-loss).
+    scores the knowledge model's next-answer predictions (AUC, RMSE, log-loss) against baselines and BKT.
     """
     from online.sources import READERS, detect_format
     from streams.tools.evaluation import POLICY_NAMES, evaluate_log

@@ -152,7 +152,7 @@ def test_state_fits_json_tables_and_recovers() -> None:
     for day in range(6):
         recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=Shown.of([i.model_dump() for i in shown]))
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=3, seed=str(day))
-    assert set(tables) == {"popularity", "usage", "transitions", "factors", "reranker", "explorer", "difficulty"}
+    assert set(tables) == {"popularity", "usage", "transitions", "factors", "reranker", "explorer", "difficulty", "mastery"}
     restored = {name: json.loads(json.dumps(table)) for name, table in tables.items()}
     twin = Recommender.over(lambda name: restored[name], explore_share=0.1, learning_rate=0.005)
     again = twin.recommend(profile, candidates(profile, catalogue), k=3, seed="5")

@@ -1,8 +1,10 @@
-"""The knowledge model on a quiz log: each answer predicted before it is learned, against two baselines.
+"""The knowledge model on a quiz log: each answer predicted before it is learned, against two
+baselines and a BKT fitted offline.
 
 The model is the worker's (:class:`~online.mastery.MasteryModel`, asked as a learner's profile
 asks it); the baselines are each question's and each learner's running fraction correct
-(:class:`RunningMean`). All answers go through as one stream in time order, as a stream
+(:class:`RunningMean`); the reference is BKT fitted by pyBKT on the other half of the learners
+(:mod:`online.evaluation.bkt`), on the same answers. All answers go through as one stream in time order, as a stream
 processor sees them: question difficulty is shared between learners, so replaying one learner
 after another would let a prediction use other learners' later answers. Answers of one learner
 at one time (an EdNet bundle, submitted together) are all predicted before any is learned.
@@ -18,8 +20,10 @@ probability, and log-loss.
 ...                      event_time=datetime(2024, 5, 1, 0, i, tzinfo=timezone.utc))
 >>> log = [answer(i, f"u{i % 3}", f"q{i % 2}", i % 2 == 0) for i in range(60)]
 >>> report = knowledge_report(log)
->>> report["answers"], report["learners"], sorted(report["models"])
-(60, 3, ['elo mastery', 'learner running mean', 'question running mean'])
+>>> report["answers"], report["learners"], list(report["models"]) == list(MODELS)
+(60, 3, True)
+>>> list(MODELS)
+['mastery', 'question running mean', 'learner running mean', 'bkt (pyBKT, fitted on the other half)']
 >>> report["models"]["question running mean"]["auc"] > 0.9   # q0 is always right, q1 always wrong
 True
 """
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from online.events import ClickEvent, QuizEvent, VideoEvent
-from online.mastery import MasteryModel
+from online.mastery import MasteryModel, answer_of
 from online.sources import InvalidRow
 
 #: Predicted probabilities are kept this far from 0 and 1 for the log-loss.
@@ -66,12 +70,16 @@ class RunningMean:
         self.all_answers += 1
 
 
-#: The models compared, by report name: the project's and the baselines of ``tests/test_mastery.py``.
-MODELS: dict[str, Callable[[], Any]] = {
-    "elo mastery": MasteryModel,
+#: The models replayed prequentially, by report name: the worker's and the baselines.
+PREQUENTIAL: dict[str, Callable[[], Any]] = {
+    "mastery": MasteryModel,
     "question running mean": lambda: RunningMean("question"),
     "learner running mean": lambda: RunningMean("user"),
 }
+#: The report name of the offline reference, :func:`~online.evaluation.bkt.bkt_predictions`.
+BKT = "bkt (pyBKT, fitted on the other half)"
+#: Every row of the report, in order.
+MODELS = (*PREQUENTIAL, BKT)
 
 
 def roc_auc(labels: Iterable[bool], scores: Iterable[float]) -> float:
@@ -105,29 +113,32 @@ def scores(labels: Iterable[bool], predictions: Iterable[float]) -> dict[str, fl
     }
 
 
-def _question(event: QuizEvent) -> dict[str, Any]:
-    """The answer as the mastery model is asked about it (as ``online.profile`` asks)."""
-    return {"user": event.user_id, "question": event.question_id or event.quiz_id, "skills": event.skill_tags}
+def _bkt_skill(event: QuizEvent) -> str:
+    """The one skill BKT traces an answer on: the question's first tag, or its course."""
+    return event.skill_tags[0] if event.skill_tags else event.course_id
 
 
 def knowledge_report(log: Iterable[ClickEvent | VideoEvent | QuizEvent | InvalidRow]) -> dict[str, Any] | None:
-    """Replay the log's right/wrong quiz answers through every model of :data:`MODELS` (see the
-    module); None if it has none. ``log`` is in time order."""
-    models = {name: factory() for name, factory in MODELS.items()}
+    """Replay the log's right/wrong quiz answers through every model of :data:`PREQUENTIAL`, and
+    fit and score the :data:`BKT` reference on them (see the module); None if it has none. ``log``
+    is in time order."""
+    models = {name: factory() for name, factory in PREQUENTIAL.items()}
     predictions: dict[str, list[float]] = {name: [] for name in models}
     labels: list[bool] = []
+    traced: list[tuple[str, str, bool]] = []  # what BKT sees: learner, skill, outcome
     learners: set[str] = set()
     bundle: list[QuizEvent] = []
 
     def flush() -> None:
         for event in bundle:
-            x = _question(event)
+            x = answer_of(event)
             labels.append(bool(event.correct))
+            traced.append((event.user_id, _bkt_skill(event), bool(event.correct)))
             for name, model in models.items():
                 predictions[name].append(model.predict_proba_one(x)[True])
         for event in bundle:
             for model in models.values():
-                model.learn_one(_question(event), bool(event.correct))
+                model.learn_one(answer_of(event), bool(event.correct))
         bundle.clear()
 
     for event in log:
@@ -140,6 +151,10 @@ def knowledge_report(log: Iterable[ClickEvent | VideoEvent | QuizEvent | Invalid
     flush()
     if not labels:
         return None
+    # Here, not at the top: pyBKT is in the test extra, not the worker's dependencies.
+    from online.evaluation.bkt import bkt_predictions
+
+    predictions[BKT] = bkt_predictions(traced)
     return {
         "answers": len(labels),
         "learners": len(learners),

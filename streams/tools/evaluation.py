@@ -33,8 +33,8 @@ The answered lists then go through the same harness as a policy that replays the
 its ``reranked-diverse-v3`` (:data:`PROJECT_VARIANTS`); the diverse one always runs in-process.
 
 **Knowledge.** On a log with quiz answers marked right or wrong (EdNet), the report also gives
-the knowledge model's next-answer AUC, RMSE and log-loss against its baselines
-(``online.evaluation.knowledge``).
+the knowledge model's next-answer AUC, RMSE and log-loss against its baselines and a BKT fitted
+offline by pyBKT (``online.evaluation.knowledge``).
 """
 
 from __future__ import annotations
