@@ -176,15 +176,28 @@ class KnowledgeState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KnowledgeState:
-        """Inverse of :meth:`to_dict`; an empty dict (a new learner's row) gives a fresh state."""
+        """Inverse of :meth:`to_dict`; an empty dict (a new learner's row) gives a fresh state.
+
+        A row written in logits as floats (the form before thousandths) reads as it was meant:
+
+        >>> KnowledgeState.from_dict({"a": [0.25, 3], "s": {"grammar": [-0.5, 2]}}).skills
+        {'grammar': [-0.5, 2]}
+        >>> KnowledgeState.from_dict({"a": [250, 3], "s": {"grammar": [-500, 2]}}).skills
+        {'grammar': [-0.5, 2]}
+        """
         ability, answers = data.get("a", (0, 0))
         return cls(
-            ability=ability / _SCALE,
+            ability=_logit(ability),
             answers=int(answers),
-            skills={skill: [value / _SCALE, int(n)] for skill, (value, n) in data.get("s", {}).items()},
+            skills={skill: [_logit(value), int(n)] for skill, (value, n) in data.get("s", {}).items()},
             courses={int(course): [value / _SCALE, int(n)] for course, value, n in data.get("c", ())},
             missed=[int(question) for question in data.get("m", ())],
         )
+
+
+def _logit(stored: int | float) -> float:
+    """A stored logit: thousandths as an int, or (a row in the earlier form) a float as it is."""
+    return stored if isinstance(stored, float) else stored / _SCALE
 
 
 class MasteryModel(base.Classifier):
