@@ -18,6 +18,9 @@ is never removed (a course id keeps its row).
 ([1], [False, True], 'Intro')
 >>> catalogue.similarity(np.array([1.0, 0.0]), np.array([0, 1])).round(2).tolist()
 [1.0, 0.6]
+>>> _ = catalogue.put("art", None, {}, media={"image": np.ones(MEDIA_DIM)})
+>>> catalogue.media_norms["image"][:3].round(2).tolist()  # 0: no image (unknown, not dissimilar)
+[0.0, 0.0, 5.66]
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ from online.bloom import HASHES, positions
 LEVEL_DIFFICULTY = {"beginner": 0.3, "intermediate": 0.55, "advanced": 0.8}
 #: The code of a field's value that is not set.
 UNSET = -1
+#: The media modalities ranked besides text, each by a reduced vector the encoder service returns
+#: as the named vector ``{modality}_reduced`` (a fixed projection versioned with its model).
+MODALITIES = ("image", "video")
+#: The size of a reduced media vector: small enough for an interest per modality in the 2 KB profile.
+MEDIA_DIM = 32
 
 
 class _Codes:
@@ -86,12 +94,17 @@ class Catalogue:
             "model_version": np.full(capacity, UNSET, dtype=np.int32),
             "bloom": np.zeros((capacity, HASHES), dtype=np.int64),
             "loaded_at": np.zeros(capacity),
+            **{f"{m}_vectors": np.zeros((capacity, MEDIA_DIM), dtype=np.float32) for m in MODALITIES},
+            **{f"{m}_norms": np.zeros(capacity) for m in MODALITIES},
         }
         for name, column in self._columns.items():
             fresh[name][: self._capacity] = column
         self._columns, self._capacity = fresh, capacity
         for name, column in fresh.items():
             setattr(self, name, column)
+        #: each modality's reduced vectors and their norms (0: the course has none)
+        self.media_vectors = {m: fresh[f"{m}_vectors"] for m in MODALITIES}
+        self.media_norms = {m: fresh[f"{m}_norms"] for m in MODALITIES}
 
     # the columns, bound by _grow (typed here for readers and checkers)
     vectors: np.ndarray  #: the ranking vector of each course (zeros where it has none)
@@ -111,8 +124,10 @@ class Catalogue:
     def __contains__(self, course_id: object) -> bool:
         return course_id in self.index
 
-    def put(self, course_id: str, vector: np.ndarray | None, payload: Mapping[str, Any], now: float = 0.0) -> int:
-        """Add or update a course; returns its row."""
+    def put(self, course_id: str, vector: np.ndarray | None, payload: Mapping[str, Any], now: float = 0.0,
+            media: Mapping[str, np.ndarray] | None = None) -> int:
+        """Add or update a course; returns its row. ``media``: its reduced vector of each modality it
+        has (:data:`MODALITIES`), a modality it lacks being unknown; None leaves them as they are."""
         row = self.index.get(course_id)
         if row is None:
             row = len(self.course_ids)
@@ -132,6 +147,10 @@ class Catalogue:
                 self.vectors = self._columns["vectors"]
             self.vectors[row] = vector
             self.norms[row] = float(np.linalg.norm(vector))
+        for modality in MODALITIES if media is not None else ():
+            reduced = media.get(modality)
+            self.media_vectors[modality][row] = 0.0 if reduced is None else reduced
+            self.media_norms[modality][row] = 0.0 if reduced is None else float(np.linalg.norm(reduced))
         for old in self.prerequisites[row]:
             self.dependents[old].remove(row)
         required = tuple(payload.get("prerequisites") or ())

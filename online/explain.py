@@ -17,6 +17,10 @@ its share included); an exploring item says so first.
 >>> weighed = contributions(x, {"unlocks": 1.0, "similarity": 2.0})
 >>> [r["text"] for r in reasons(catalogue, LearnerProfile(recent=["intro"]), 1, x[0].tolist(), weighed[0].tolist())]
 ['Close to what you engaged with recently (cosine 0.80)', 'Builds on Programming 101, which you just took']
+>>> x[0, FEATURES.index("image_similarity")], x[0, FEATURES.index("image_known")] = 0.9, 1.0
+>>> weighed = contributions(x, {"image_similarity": 2.0, "similarity": 2.0})
+>>> [r["code"] for r in reasons(catalogue, LearnerProfile(recent=["intro"]), 1, x[0].tolist(), weighed[0].tolist())]
+['images_like_taken', 'interest_similarity', 'unlocked_by']
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from online.catalogue import Catalogue
-from online.features import COLUMN, FEATURES, course_level_fit
+from online.features import COLUMN, FEATURES, MEDIA_FEATURES, course_level_fit
 from online.order import Pick
 from online.profile import LearnerProfile
 
@@ -50,6 +54,13 @@ def contributions(features: np.ndarray, weights: Mapping[str, float]) -> np.ndar
 _SIMILARITY, _COLLABORATIVE, _POPULARITY, _IN_USE, _FACTORS, _NEWLY_USED, _UNLOCKS, _PREREQUISITES, _LEVEL, _FRESHNESS = (
     COLUMN[name] for name in ("similarity", "collaborative", "popularity", "in_use", "factors", "newly_used", "unlocks",
                               "prerequisites_met", "level_fit", "freshness"))
+
+
+#: The reason a media modality's similarity gives: its code and words.
+_MEDIA_REASONS = {
+    "image": ("images_like_taken", "Its images look like those of the courses you took"),
+    "video": ("video_like_taken", "Its video looks like those of the courses you took"),
+}
 
 
 def reasons(
@@ -103,6 +114,11 @@ def reasons(
                 "code": "matches_level", "value": round(mastery, 3),
                 "text": f"{str(catalogue.payloads[row]['level']).capitalize()}: just above your "
                         f"mastery ({mastery:.2f}) of what it teaches"}))
+    for modality, (code, words) in _MEDIA_REASONS.items():
+        similarity, known = (COLUMN[name] for name in MEDIA_FEATURES[modality])
+        if x[known] and contribution[similarity] > 0:
+            found.append((contribution[similarity], {
+                "code": code, "value": round(x[similarity], 4), "text": f"{words} (cosine {x[similarity]:.2f})"}))
     if x[_FRESHNESS] >= 0.5:
         found.append((contribution[_FRESHNESS], {"code": "new_course", "text": "Recently added to the catalogue"}))
     found.sort(key=_first)

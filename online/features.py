@@ -17,6 +17,8 @@ courses, context, mastery, latent factors) are spread over each list's rows.
 >>> matrix = features(Recommender(), catalogue, [shortlist(catalogue, profile, np.array([0, 1]))])
 >>> matrix[:, COLUMN["novelty"]].tolist()
 [0.0, 1.0]
+>>> matrix[:, COLUMN["image_known"]].tolist()  # no image: unknown, its similarity a neutral 0
+[0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from online.candidates import Shortlist
-from online.catalogue import UNSET, Catalogue
+from online.catalogue import MEDIA_DIM, MODALITIES, UNSET, Catalogue
 from online.difficulty import sigmoid
 from online.mastery import KnowledgeState
 
@@ -50,7 +52,13 @@ FEATURES = (
     "collaborative_share",  # collaborative over the best candidate's
     "in_use_share",       # in_use over the best candidate's
     "factors_share",      # factors over the best candidate's
+    "image_similarity",   # cosine between the learner's image interest and the course's images; 0 unknown
+    "image_known",        # 1 if both the learner and the course have an image vector
+    "video_similarity",   # the same for video
+    "video_known",
 )
+#: Each media modality's features: their weights are the learned fusion (``Reranker.learn_list``).
+MEDIA_FEATURES = {modality: (f"{modality}_similarity", f"{modality}_known") for modality in MODALITIES}
 #: Features scored relative to the best candidate of the list (``{name}_share``).
 SHARED = ("popularity", "collaborative", "in_use", "factors")
 #: Column of each feature.
@@ -138,6 +146,8 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
             for i in np.flatnonzero(~np.isnan(catalogue.difficulty[s.rows])):
                 matrix[start + i, COLUMN["level_fit"]] = course_level_fit(profile.knowledge, catalogue, int(s.rows[i]))[0]
 
+    media_similarity(catalogue, lists, rows, owner, matrix)
+
     nonempty = starts[sizes > 0]
     for name in SHARED:
         column = matrix[:, COLUMN[name]]
@@ -146,3 +156,21 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
         best = np.maximum(best, 0.0)[owner]
         matrix[:, COLUMN[f"{name}_share"]] = np.divide(column, best, out=np.zeros(total), where=best > 0)
     return matrix
+
+
+def media_similarity(catalogue: Catalogue, lists: Sequence[Shortlist], rows: np.ndarray, owner: np.ndarray,
+                     matrix: np.ndarray) -> None:
+    """Fill the :data:`MEDIA_FEATURES` columns of ``matrix``: per modality, the cosine between each
+    list's learner's interest and each candidate's reduced vector where both exist (known), else 0
+    and not known: a course without an image is no evidence either way."""
+    for modality in MODALITIES:
+        interests = [s.profile.media.get(modality) for s in lists]
+        if all(interest is None for interest in interests):
+            continue
+        by_list = np.array([np.zeros(MEDIA_DIM) if i is None else i.vector for i in interests], dtype=np.float32)
+        norms = catalogue.media_norms[modality][rows] * np.linalg.norm(by_list, axis=1).astype(np.float64)[owner]
+        dots = np.einsum("ij,ij->i", catalogue.media_vectors[modality][rows], by_list[owner])
+        known = norms > 0
+        similarity, indicator = MEDIA_FEATURES[modality]
+        matrix[:, COLUMN[similarity]] = np.divide(dots, norms, out=np.zeros(len(rows)), where=known)
+        matrix[:, COLUMN[indicator]] = known

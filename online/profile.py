@@ -6,6 +6,11 @@ event. Because the weights depend on event time and not on arrival order, late o
 out-of-order events land exactly where they belong: the same events in any order give the
 same profile (up to rounding).
 
+**Media interests.** The same decayed mean, one per media modality (``online.catalogue.MODALITIES``),
+of the reduced vectors (:data:`~online.catalogue.MEDIA_DIM` dimensions) of the engaged courses that
+have that modality: a course without an image moves no image interest. A learner without an
+interest in a modality is unknown to it (its similarity feature is neutral).
+
 **Knowledge.** Quiz answers update a per-skill mastery estimate (``online.mastery``) when a
 mastery model is passed to :meth:`LearnerProfile.learn_one`.
 
@@ -17,7 +22,8 @@ live in one partition, so offsets order them) and hashes of its 16 most recent e
 **Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) for any history the event
 contract accepts. Fixed parts: the interest vector int8-quantised (one byte a dimension: 384
 bytes for MiniLM), the taken courses as a 384-byte Bloom filter, the recent event ids as 4-byte
-hashes, the latent factors (``online.factorization``) 20 float32s. Bounded parts: the recent
+hashes, the latent factors (``online.factorization``) 20 float32s, each media interest int8-quantised
+(32 bytes a modality, with its scale and weight). Bounded parts: the recent
 course ids, the newest of the last :data:`RECENT_COURSES` that fit in :data:`RECENT_BYTES`
 (UTF-8; an id is up to 256 characters, so up to 1 KB: a newest id that alone does not fit leaves
 none), the context only if it fits in :data:`CONTEXT_BYTES` (else none is kept), the language
@@ -46,12 +52,15 @@ array([0.33, 0.67], dtype=float32)
 (['c1', 'c2'], True, False)
 >>> restored.interest.round(2)  # int8-quantised: within 1% of the largest component
 array([0.34, 0.67], dtype=float32)
+>>> _ = profile.learn_one(click(3, "c3", 15), np.array([0.0, 1.0]), offset=2, media={"image": np.array([0.6, 0.8])})
+>>> round(profile.media_similarity("image", np.array([0.6, 0.8])), 6), profile.media_similarity("video", np.array([1.0, 0.0]))
+(1.0, None)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgpack
@@ -74,6 +83,14 @@ RECENT_BYTES = 512
 #: UTF-8 bytes of the longest context (``part_of``) kept.
 CONTEXT_BYTES = 256
 SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass
+class MediaInterest:
+    """A learner's interest in one media modality: a decayed mean of reduced vectors, and its weight."""
+
+    vector: np.ndarray
+    weight: float
 
 
 class ProfileTooLarge(ValueError):
@@ -100,6 +117,18 @@ def _quantise(vector: np.ndarray) -> tuple[bytes, float]:
     return np.round(vector / scale).astype(np.int8).tobytes(), scale
 
 
+def _dequantise(raw: bytes, scale: float) -> np.ndarray:
+    return np.frombuffer(raw, dtype=np.int8).astype(np.float32) * np.float32(scale)
+
+
+def _mean(interest: np.ndarray | None, weight: float, vector: np.ndarray, added: float) -> tuple[np.ndarray, float]:
+    """``interest`` of ``weight`` with ``vector`` of weight ``added`` averaged in, and the new weight."""
+    if interest is None:
+        return vector.astype(np.float32), added
+    total = weight + added
+    return ((interest * weight + vector * added) / total).astype(np.float32), total
+
+
 @dataclass
 class LearnerProfile:
     interest: np.ndarray | None = None
@@ -122,6 +151,8 @@ class LearnerProfile:
     factors: np.ndarray | None = None
     #: Courses the learner dismissed lately, hidden from their lists for a while.
     dismissed: Dismissals = field(default_factory=Dismissals)
+    #: The learner's interest in each media modality they engaged with (see the module).
+    media: dict[str, MediaInterest] = field(default_factory=dict)
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
@@ -133,6 +164,15 @@ class LearnerProfile:
             return 0.0
         norm = float(np.linalg.norm(self.interest) * np.linalg.norm(vector))
         return float(self.interest @ vector) / norm if norm else 0.0
+
+    def media_similarity(self, modality: str, vector: np.ndarray | None) -> float | None:
+        """Cosine between the learner's interest in ``modality`` and a course's reduced vector of
+        it; None (unknown) when either is missing."""
+        interest = self.media.get(modality)
+        if interest is None or vector is None:
+            return None
+        norm = float(np.linalg.norm(interest.vector) * np.linalg.norm(vector))
+        return float(interest.vector @ vector) / norm if norm else None
 
     def seen(self, event_id: str, offset: int | None) -> bool:
         """Whether this event was already applied (by offset watermark or recent id)."""
@@ -156,11 +196,13 @@ class LearnerProfile:
         mastery: MasteryModel | None = None,
         context: str | None = None,
         language: str | None = None,
+        media: Mapping[str, np.ndarray] | None = None,
     ) -> bool:
         """Apply one event; returns False (and changes nothing) if it was already applied.
 
         ``course_vector`` is the engaged course's vector, or None when the course is not
-        indexed yet: the event still counts (taken, watermark) but moves no interest.
+        indexed yet: the event still counts (taken, watermark) but moves no interest;
+        ``media`` its reduced vector of each media modality it has.
         ``mastery`` learns from quiz answers into this profile's knowledge state; ``context``
         and ``language`` are the course's ``part_of`` and ``language``, if known.
         """
@@ -177,30 +219,35 @@ class LearnerProfile:
             self.context = context if len(context.encode()) <= CONTEXT_BYTES else None
         self.language = language or self.language
         if course_vector is not None:
-            self._move_interest(event.event_time.timestamp(), engagement(event), course_vector)
+            self._move_interests(event.event_time.timestamp(), engagement(event), course_vector, media or {})
         if mastery is not None and isinstance(event, QuizEvent):
             mastery.learn_one(answer_of(event), event.outcome, state=self.knowledge)
         return True
 
-    def _move_interest(self, time: float, weight: float, vector: np.ndarray) -> None:
+    def _move_interests(self, time: float, weight: float, vector: np.ndarray, media: Mapping[str, np.ndarray]) -> None:
         half_life = self.half_life_days * SECONDS_PER_DAY
         if self.interest is None:
-            self.interest, self.weight, self.latest_time = vector.astype(np.float32), weight, time
-            return
-        if time > self.latest_time:
-            self.weight *= 0.5 ** ((time - self.latest_time) / half_life)
+            self.latest_time = time
+        elif time > self.latest_time:
+            decay = 0.5 ** ((time - self.latest_time) / half_life)
+            self.weight *= decay
+            for interest in self.media.values():
+                interest.weight *= decay
             self.latest_time = time
         else:
             weight *= 0.5 ** ((self.latest_time - time) / half_life)
-        total = self.weight + weight
-        self.interest = ((self.interest * self.weight + vector * weight) / total).astype(np.float32)
-        self.weight = total
+        self.interest, self.weight = _mean(self.interest, self.weight, vector, weight)
+        for modality, reduced in media.items():
+            old = self.media.get(modality)
+            self.media[modality] = MediaInterest(*_mean(old and old.vector, old.weight if old else 0.0, reduced, weight))
 
-    def rebase(self, vectors: Sequence[np.ndarray], version: str | None) -> None:
+    def rebase(self, vectors: Sequence[np.ndarray], version: str | None,
+               media: Mapping[str, Sequence[np.ndarray]] | None = None) -> None:
         """Move the interest into the space of another encoder model version.
 
         Vectors of different models are not comparable, so the interest is re-derived as the
-        mean of the new-model vectors of recently taken courses; the decayed weight stays.
+        mean of the new-model vectors of recently taken courses (``media``: their reduced vectors
+        by modality, likewise); the decayed weight stays.
 
         >>> profile = LearnerProfile(interest=np.array([1.0, 0.0]), weight=2.0, vector_version="v1")
         >>> profile.rebase([np.array([0.0, 1.0]), np.array([0.0, 0.5])], "v2")
@@ -211,6 +258,8 @@ class LearnerProfile:
         self.interest = np.mean(vectors, axis=0).astype(np.float32) if len(vectors) else None
         if self.interest is None:
             self.weight = 0.0
+        self.media = {modality: MediaInterest(np.mean(reduced, axis=0).astype(np.float32), self.weight)
+                      for modality, reduced in (media or {}).items() if len(reduced)}
 
     def _state(self) -> dict:
         interest, scale = _quantise(self.interest) if self.interest is not None else (None, 1.0)
@@ -221,6 +270,7 @@ class LearnerProfile:
             "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context, "g": self.language,
             "f": None if self.factors is None else self.factors.astype("<f4").tobytes(),
             "d": self.dismissed.to_bytes() if self.dismissed else None,
+            "m": {modality: [*_quantise(interest.vector), interest.weight] for modality, interest in self.media.items()},
         }
 
     def to_bytes(self) -> bytes:
@@ -237,7 +287,7 @@ class LearnerProfile:
     def from_bytes(cls, raw: bytes) -> LearnerProfile:
         s = msgpack.unpackb(raw)
         return cls(
-            interest=np.frombuffer(s["i"], dtype=np.int8).astype(np.float32) * np.float32(s["q"]) if s["i"] else None,
+            interest=_dequantise(s["i"], s["q"]) if s["i"] else None,
             weight=s["w"],
             latest_time=s["t"],
             recent=s["r"],
@@ -253,4 +303,6 @@ class LearnerProfile:
             language=s.get("g"),
             factors=np.frombuffer(s["f"], dtype="<f4").copy() if s.get("f") else None,
             dismissed=Dismissals.from_bytes(s["d"]) if s.get("d") else Dismissals(),
+            media={modality: MediaInterest(_dequantise(raw, scale), weight)
+                   for modality, (raw, scale, weight) in (s.get("m") or {}).items()},
         )

@@ -73,13 +73,13 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from online.candidates import POOL, Shortlist, shortlist
-from online.catalogue import Catalogue
+from online.catalogue import MODALITIES, Catalogue
 from online.difficulty import QuestionDifficulty
 from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
 from online.exploration import ThompsonExplorer
 from online.explain import explain
 from online.factorization import CourseFactors
-from online.features import COLUMN, FEATURES, features
+from online.features import COLUMN, FEATURES, MEDIA_FEATURES, features
 from online.mastery import MasteryModel
 from online.order import DIVERSE, POLICIES, RERANKED, best_first_many, order
 from online.popularity import DecayedPopularity
@@ -87,7 +87,7 @@ from online.profile import LearnerProfile
 from online.reranker import Reranker
 from online.transitions import NextCourse
 
-__all__ = ["COLUMN", "DIVERSE", "FEATURES", "NOTHING_SHOWN", "POLICIES", "PRIOR", "PRIOR_INTERCEPT", "RERANKED", "Candidate", "Recommender", "Shown"]
+__all__ = ["COLUMN", "DIVERSE", "FEATURES", "FUSION_FEATURES", "FUSION_LEARNING_RATE", "NOTHING_SHOWN", "POLICIES", "PRIOR", "PRIOR_INTERCEPT", "RERANKED", "Candidate", "Recommender", "Shown"]
 
 #: The re-ranker before it has learned anything. The weights of similarity, popularity, use, what
 #: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
@@ -98,6 +98,7 @@ PRIOR = {
     "similarity": 3.92, "collaborative": 4.66, "popularity": 0.06, "in_use": 0.46, "factors": 0.51,
     "popularity_share": 0.63, "collaborative_share": 0.97, "in_use_share": 0.85, "factors_share": 1.08,
     "newly_used": 2.2, "unlocks": 1.0, "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
+    "image_similarity": 1.0, "image_known": 0.0, "video_similarity": 1.0, "video_known": 0.0,
 }
 PRIOR_INTERCEPT = -4.0
 #: The re-ranker's default SGD step: 0, it keeps the fitted prior (the worker's
@@ -106,6 +107,12 @@ PRIOR_INTERCEPT = -4.0
 #: positive. On OULAD AAA no learning rule beat the prior (NDCG@10 of 2013J and the held-out
 #: 2014J); learning is for a catalogue or population unlike the prior's.
 LEARNING_RATE = 0.0
+#: The step of the learned fusion: the media features' weights (``online.features.MEDIA_FEATURES``)
+#: learned from every take-up against the shown courses left (``Reranker.learn_list``), from the
+#: prior above. Text-only catalogues never move them (their media features are all 0).
+FUSION_LEARNING_RATE = 0.05
+#: The weights the learned fusion moves.
+FUSION_FEATURES = tuple(name for names in MEDIA_FEATURES.values() for name in names)
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 _ITEMS = TypeAdapter(list[RecommendedItem])
@@ -119,6 +126,7 @@ class Candidate:
     similarity: float
     payload: Mapping[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None
+    media: Mapping[str, np.ndarray] | None = None  #: reduced vector by media modality
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +183,7 @@ class Recommender:
     explorer: ThompsonExplorer = field(default_factory=ThompsonExplorer)
     mastery: MasteryModel = field(default_factory=MasteryModel)
     explore_share: float = 0.1
+    fusion_learning_rate: float = FUSION_LEARNING_RATE
 
     @classmethod
     def over(
@@ -182,9 +191,11 @@ class Recommender:
         tables: Callable[[str], MutableMapping[str, Any]],
         explore_share: float = 0.1,
         learning_rate: float = LEARNING_RATE,
+        fusion_learning_rate: float = FUSION_LEARNING_RATE,
     ) -> Recommender:
         """A recommender whose models keep their state in ``tables(name)``: a stream processor's
-        tables; ``learning_rate`` is the re-ranker's SGD step."""
+        tables; ``learning_rate`` is the re-ranker's SGD step, ``fusion_learning_rate`` the
+        learned fusion's."""
         return cls(
             popularity=DecayedPopularity(table=tables("popularity")),
             usage=DecayedPopularity(table=tables("usage")),
@@ -195,6 +206,7 @@ class Recommender:
             mastery=MasteryModel(difficulty=QuestionDifficulty(table=tables("difficulty")),
                                  weights=tables("mastery")),
             explore_share=explore_share,
+            fusion_learning_rate=fusion_learning_rate,
         )
 
     def learn_one(
@@ -205,11 +217,13 @@ class Recommender:
         payload: Mapping[str, Any],
         offset: int | None = None,
         shown: Shown = NOTHING_SHOWN,
+        media: Mapping[str, np.ndarray] | None = None,
     ) -> bool:
         """Learn one event into the shared models and the profile; False if it was already applied.
 
-        ``vector`` and ``payload`` are the engaged course's (None and ``{}`` when it is not
-        indexed yet); ``shown`` is the last list recommended to this learner.
+        ``vector``, ``payload`` and ``media`` (reduced vector by media modality) are the engaged
+        course's (None and ``{}`` when it is not indexed yet); ``shown`` is the last list
+        recommended to this learner.
         """
         if profile.seen(event.event_id, offset):
             return False
@@ -227,6 +241,8 @@ class Recommender:
                 negatives = shown.features
                 for j in left:  # together they weigh as much as the positive (see LEARNING_RATE)
                     self.reranker.learn_one(dict(zip(FEATURES, negatives[j].tolist())), False, w=1.0 / len(left))
+            if self.fusion_learning_rate:
+                self._learn_fusion(profile, event.course_id, media or {}, shown)
             for course_id, arm in zip(shown.course_ids, shown.arms):
                 if arm is not None:
                     self.explorer.update(arm, float(course_id == event.course_id))
@@ -237,8 +253,42 @@ class Recommender:
         profile.factors = self.factors.learn_one(profile.factors, event.course_id, profile.has_taken, event.event_id)
         return profile.learn_one(
             event, vector, offset=offset, mastery=self.mastery,
-            context=payload.get("part_of"), language=payload.get("language"),
+            context=payload.get("part_of"), language=payload.get("language"), media=media,
         )
+
+    def _learn_fusion(self, profile: LearnerProfile, course_id: str, media: Mapping[str, np.ndarray],
+                      shown: Shown) -> None:
+        """The learned fusion's step for a take-up (see :data:`FUSION_LEARNING_RATE`): the taken
+        course's media features, for the profile before it moves, against the shown ones left."""
+        left = [j for j, shown_id in enumerate(shown.course_ids) if shown_id != course_id]
+        if not left:
+            return
+        taken: dict[str, float] = {}
+        for modality in MODALITIES:
+            similarity = profile.media_similarity(modality, media.get(modality))
+            if similarity is not None:
+                name, known = MEDIA_FEATURES[modality]
+                taken[name], taken[known] = similarity, 1.0
+        columns = [COLUMN[name] for name in FUSION_FEATURES]
+        others = shown.features[left][:, columns]
+        if not taken and not others.any():  # text only: nothing to learn, spare the table a write
+            return
+        self.reranker.learn_list(taken, [dict(zip(FUSION_FEATURES, row)) for row in others.tolist()], FUSION_FEATURES,
+                                 self.fusion_learning_rate)
+
+    def fusion_weights(self) -> dict[str, dict[str, float]]:
+        """The weight of each modality's similarity (text: the interest's) and, for media, of its
+        being known: the fusion as learned so far.
+
+        >>> Recommender().fusion_weights()["weights"]
+        {'text': 3.92, 'image': 1.0, 'video': 1.0}
+        """
+        weights = self.reranker.weights()
+        return {
+            "weights": {"text": weights["similarity"],
+                        **{m: weights.get(MEDIA_FEATURES[m][0], 0.0) for m in MODALITIES}},
+            "known": {m: weights.get(MEDIA_FEATURES[m][1], 0.0) for m in MODALITIES},
+        }
 
     def candidate_ids(self, profile: LearnerProfile, k: int, time: float) -> list[str]:
         """Courses to rank besides those nearest the learner's interest: what others took next
@@ -276,7 +326,8 @@ class Recommender:
     def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> np.ndarray:
         """The :data:`FEATURES` of each of ``candidates`` for one learner, as offered (no rules applied)."""
         catalogue = Catalogue()
-        rows = np.array([catalogue.put(c.course_id, c.vector, c.payload) for c in candidates], dtype=np.int64)
+        rows = np.array([catalogue.put(c.course_id, c.vector, c.payload, media=c.media) for c in candidates],
+                        dtype=np.int64)
         similarity = np.array([c.similarity for c in candidates], dtype=np.float64)
         return features(self, catalogue, [Shortlist(profile, rows, similarity, time)])
 
@@ -299,7 +350,7 @@ class Recommender:
         """
         catalogue, rows, similarity = Catalogue(), [], []
         for c in candidates:
-            rows.append(catalogue.put(c.course_id, c.vector, c.payload))
+            rows.append(catalogue.put(c.course_id, c.vector, c.payload, media=c.media))
             similarity.append(c.similarity)
         listed = shortlist(catalogue, profile, np.array(rows, dtype=np.int64), np.array(similarity, dtype=np.float64),
                            time=time, policy=policy, seed=seed, taken=taken)

@@ -1,6 +1,7 @@
 """The 2 KB profile holds for every input the event contract accepts: ids and contexts of up to
-256 characters (of up to 4 UTF-8 bytes each), skill tags of up to 128, every event kind, a full
-knowledge state, long histories. No shared data needed: the inputs are generated."""
+256 characters (of up to 4 UTF-8 bytes each), skill tags of up to 128, every event kind, every
+modality (text, image and video interests), a full knowledge state, long histories. No shared data
+needed: the inputs are generated."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from online.events import ClickEvent, QuizEvent, VideoEvent
 from online.mastery import MasteryModel
 from online.profile import CONTEXT_BYTES, MAX_BYTES, RECENT_BYTES, LearnerProfile, ProfileTooLarge
+from online.catalogue import MEDIA_DIM, MODALITIES
 from online.recommender import Recommender
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -31,15 +33,18 @@ def event(kind: str, i: int, course: str, event_id: str, tags: list[str]) -> Cli
 
 
 def learn(events: list, contexts: list[str], language: str) -> LearnerProfile:
-    """Each event through the recommender (profile, factors, knowledge), stored and read back each
-    time, as the worker's table does."""
+    """Each event through the recommender (profile, factors, knowledge), every course with a text,
+    an image and a video vector, stored and read back each time, as the worker's table does."""
     recommender, profile, rng = Recommender(explore_share=0.0), LearnerProfile(), np.random.default_rng(0)
     for offset, (e, context) in enumerate(zip(events, contexts)):
         vector = rng.normal(size=384).astype(np.float32)
-        recommender.learn_one(profile, e, vector, {"part_of": context, "language": language}, offset=offset)
+        media = {modality: rng.normal(size=MEDIA_DIM).astype(np.float32) for modality in MODALITIES}
+        recommender.learn_one(profile, e, vector, {"part_of": context, "language": language}, offset=offset,
+                              media=media)
         raw = profile.to_bytes()
         assert len(raw) <= MAX_BYTES
         profile = LearnerProfile.from_bytes(raw)
+        assert sorted(profile.media) == sorted(MODALITIES) and profile.interest is not None  # no interest dropped
     return profile
 
 
