@@ -1,8 +1,10 @@
 """From courses to vectors: the loaded models behind dynamic batchers, and the fusion of their outputs.
 
-A course's text vector embeds :func:`course_text`; its image vector pools the vectors of its
-images and of its video (itself the pool of its keyframes); its fused vector combines the two
-(see ``encoders.fusion``). Pictures are embedded as soon as they are decoded
+A course's text vector embeds :func:`course_text` (its video's transcript included); its image
+vector pools the vectors of its images and of its video (itself the pool of its keyframes); its
+fused vector combines the two (see ``encoders.fusion``). Its reduced vectors ``image_reduced``
+(its images alone) and ``video_reduced`` (its video alone) are the ranking's media vectors, each
+only for a course that has that medium (see ``encoders.projection``). Pictures are embedded as soon as they are decoded
 (:meth:`Embedder.embed_pictures`), so what waits for the rest of a course is a vector, not an
 image. The HTTP service and the benchmark both drive an :class:`Embedder`.
 """
@@ -22,12 +24,13 @@ from PIL import Image
 from encoders.batching import Batcher
 from encoders.fusion import Fusion, pool
 from encoders.image import ImageEncoder
+from encoders.projection import Projection
 from encoders.settings import EncoderSettings
 from encoders.text import TextEncoder
 from encoders.video import VideoEncoder
 
 #: Bump when the vectors change while the models do not (text joining, pooling, fusion, image scaling).
-VECTOR_FORMAT = 2
+VECTOR_FORMAT = 3
 
 
 def course_text(title: str, description: str = "", syllabus: str = "", *transcripts: str) -> str:
@@ -59,12 +62,13 @@ class Encoders:
 
 @dataclass
 class Course:
-    """One course to embed: its text, and the vectors of its pictures (each image, and its video's
-    pooled keyframes: a video counts as much as one image however many frames it has)."""
+    """One course to embed: its text, the vectors of its images, and its video's vector (its pooled
+    keyframes: in the image vector a video counts as much as one image however many frames it has)."""
 
     id: str
     text: str
-    pictures: list[np.ndarray] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    video: np.ndarray | None = None
 
 
 class Embedder:
@@ -82,6 +86,7 @@ class Embedder:
         self.encoders = encoders
         self.video = VideoEncoder(encoders.image, settings.video_frames, settings.max_image_pixels)
         self.fusion = Fusion(settings.text_weight, settings.image_weight, encoders.image.dim)
+        self.projection = Projection(f"{encoders.image.name}@{encoders.image.version}", encoders.image.dim)
         # One inference thread for both models: concurrent passes would only fight over the
         # same cores (or GPU), and the event loop never waits on a model.
         executor = ThreadPoolExecutor(1, thread_name_prefix="encoder")
@@ -98,9 +103,10 @@ class Embedder:
             "image": encoders.image.version,
             "video": self.video.version,
             "weights": [self.fusion.text_weight, self.fusion.image_weight],
+            "projection": self.projection.version,
         }
         digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
-        #: Changes when a model, the token limit, the frame count, the weights or the format change.
+        #: Changes when a model, the token limit, the frame count, the weights, the projection or the format change.
         self.model_version = f"enc-{digest[:12]}"
 
     async def __aenter__(self) -> Embedder:
@@ -121,7 +127,8 @@ class Embedder:
                 "text": {"name": text.name, "version": text.version, "dim": text.dim},
                 "image": {"name": image.name, "version": image.version, "dim": image.dim},
             },
-            "vectors": {"text": text.dim, "image": image.dim, "fused": text.dim + image.dim},
+            "vectors": {"text": text.dim, "image": image.dim, "fused": text.dim + image.dim,
+                        "image_reduced": self.projection.matrix.shape[1], "video_reduced": self.projection.matrix.shape[1]},
         }
 
     async def embed_pictures(self, pictures: Sequence[Image.Image]) -> list[np.ndarray]:
@@ -133,16 +140,24 @@ class Embedder:
         return pool(await self.embed_pictures(frames))
 
     async def embed(self, courses: Sequence[Course]) -> list[dict[str, np.ndarray]]:
-        """Vectors ``text``, ``image`` (only for courses with pictures) and ``fused``, per course.
+        """Vectors ``text``, ``fused``, and for courses with images or a video ``image``, per course;
+        ``image_reduced`` for those with images, ``video_reduced`` for those with a video.
 
         Raises ``Busy`` when the text batcher's queue is full.
         """
         text_vectors = await self.text_batcher.submit([course.text for course in courses])
         results = []
         for course, text in zip(courses, text_vectors):
-            image = pool(course.pictures) if course.pictures else None
-            vectors = {"text": text} if image is None else {"text": text, "image": image}
-            results.append({**vectors, "fused": self.fusion.fuse(text, image)})
+            pictures = [*course.images, *([] if course.video is None else [course.video])]
+            image = pool(pictures) if pictures else None
+            vectors = {"text": text, "fused": self.fusion.fuse(text, image)}
+            if image is not None:
+                vectors["image"] = image
+            if course.images:
+                vectors["image_reduced"] = self.projection.reduce(pool(course.images))
+            if course.video is not None:
+                vectors["video_reduced"] = self.projection.reduce(course.video)
+            results.append(vectors)
         return results
 
 

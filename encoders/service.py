@@ -292,20 +292,20 @@ async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 async def _course(index: int, item: CourseItem, pictures: Pictures, budget: Budget) -> Course:
     """Read, decode and embed one item's media; a 422 says which one failed and why."""
     where: tuple[str | int, ...] = ("items", index)
-    vectors, video_transcript = [], ""
+    images, video, video_transcript = [], None, ""
     try:
         for n, ref in enumerate(item.images):
             where = ("items", index, "images", n)
-            vectors.append(await pictures.image(ref, budget))
+            images.append(await pictures.image(ref, budget))
         if item.video is not None:
             where = ("items", index, "video")
-            vectors.append(await pictures.video(item.video, budget))
+            video = await pictures.video(item.video, budget)
             video_transcript = item.video.transcript
     except MediaError as error:
         # Shaped like the body's validation errors, so that clients handle one 422 format.
         raise RequestValidationError([{"type": "media", "loc": where, "msg": str(error)}]) from None
     text = course_text(item.title, item.description, item.syllabus, item.transcript, video_transcript)
-    return Course(item.id, text, vectors)
+    return Course(item.id, text, images, video)
 
 
 @dataclass

@@ -135,14 +135,20 @@ def test_course_vectors_pool_images_and_video(encoders: Encoders, tmp_path: Path
 
     async def embed() -> list:
         async with Embedder(EncoderSettings(), encoders) as embedder:
-            pictures = [*await embedder.embed_pictures([photo("chelsea")]), await embedder.embed_video(frames)]
-            return await embedder.embed([Course("text-only", "Python"), Course("cat", "Cats", pictures)])
+            images, video = await embedder.embed_pictures([photo("chelsea")]), await embedder.embed_video(frames)
+            return await embedder.embed([Course("text-only", "Python"), Course("cat", "Cats", images, video),
+                                         Course("clip", "Coffee", video=video)])
 
-    text_only, cat = asyncio.run(embed())
-    assert set(text_only) == {"text", "fused"} and set(cat) == {"text", "image", "fused"}
+    text_only, cat, clip = asyncio.run(embed())
+    assert set(text_only) == {"text", "fused"}
+    assert set(cat) == {"text", "image", "fused", "image_reduced", "video_reduced"}
+    assert set(clip) == {"text", "image", "fused", "video_reduced"}  # no image of its own: image unknown
     for vectors in (text_only, cat):
         assert abs(np.linalg.norm(vectors["fused"]) - 1) < 1e-5
     assert not text_only["fused"][encoders.text.dim :].any()  # zero image block
+    for reduced in (cat["image_reduced"], cat["video_reduced"]):
+        assert reduced.shape == (32,) and abs(np.linalg.norm(reduced) - 1) < 1e-5
+    np.testing.assert_allclose(cat["video_reduced"], clip["video_reduced"], atol=1e-6)
 
 
 # The service over real HTTP
@@ -152,7 +158,7 @@ def test_health_readiness_metrics_and_info(service: ServiceHandle, encoders: Enc
     assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{service.url}/readyz").status_code == 200
     info = httpx.get(f"{service.url}/v1/info").json()
-    assert info["vectors"] == {"text": 384, "image": 1280, "fused": 1664}
+    assert info["vectors"] == {"text": 384, "image": 1280, "fused": 1664, "image_reduced": 32, "video_reduced": 32}
     assert info["models"]["text"]["version"] == encoders.text.version
     assert info["model_version"].startswith("enc-")
     metrics = httpx.get(f"{service.url}/metrics")
