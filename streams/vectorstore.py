@@ -7,7 +7,10 @@
   (production), or its local mode (``location=":memory:"`` or a path) for tests.
 
 Both keep one collection with a named vector per modality, point ids derived from
-course ids (re-sending a course overwrites it), and the payload the ranking filters on.
+course ids (re-sending a course overwrites it), and the payload the ranking filters on. A search
+with media vectors is one query of a prefetch per named vector (the ranking vector's and each
+media modality's), fused by Qdrant with reciprocal rank fusion (RRF): candidates come from every
+modality the learner has an interest in.
 Calls are blocking: the worker runs them off the event loop.
 """
 
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 COURSE_NAMESPACE = uuid.UUID("6f1c1d5e-3a0b-4f5e-9a51-2b8d6c7e0a11")
 #: Points per page of a full scan.
 PAGE = 1000
+#: The rank constant of reciprocal rank fusion (Qdrant's default).
+RRF_K = 60
 #: Payload fields with a keyword index: the ones queries filter on.
 KEYWORD_FIELDS = ("course_id", "language", "level", "part_of", "skills", "prerequisites", "model_version")
 
@@ -91,17 +96,19 @@ def course_point(
 @dataclass(frozen=True, slots=True)
 class Search:
     """One nearest-neighbour search: the ``limit`` courses nearest ``vector`` whose payload has
-    every ``match`` value, never the courses in ``exclude``."""
+    every ``match`` value, never the courses in ``exclude``; with ``media`` (named vector -> query
+    vector), the ``limit`` best of the RRF fusion of the nearest by each (see the module)."""
 
     vector: np.ndarray
     limit: int
     match: Mapping[str, str] = field(default_factory=dict)
     exclude: Collection[str] = ()
+    media: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Hits(NamedTuple):
     """A search's hits, nearest first: their course ids, and each one's cosine to the search's
-    vector (Qdrant normalises cosine vectors)."""
+    vector (Qdrant normalises cosine vectors); ``nan`` for the hits of a fused search."""
 
     course_ids: list[str]
     scores: list[float]
@@ -134,12 +141,13 @@ class VectorStore(Protocol):
     def upsert(self, points: Sequence[CoursePoint]) -> None: ...
 
     def search(self, searches: Sequence[Search], using: str) -> list[Hits]:
-        """The hits of every search, in one batch of queries, nearest first. They carry no
-        vectors or payloads: moving them out of the engine costs several times the search (see
-        :meth:`points`)."""
+        """The hits of every search (``using``: the named vector of :attr:`Search.vector`), in one
+        batch of queries, nearest first. They carry no vectors or payloads: moving them out of the
+        engine costs several times the search (see :meth:`points`)."""
 
-    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
-        """The given courses that exist, with their ``using`` vector and payload."""
+    def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
+        """The given courses that exist, with their ``using`` vector, those of ``also`` they have,
+        and their payload."""
 
     def payloads(self) -> Iterator[Mapping[str, Any]]:
         """Every course's payload (a full scan, page by page)."""
@@ -151,6 +159,11 @@ class VectorStore(Protocol):
 
 def _payload(point: CoursePoint) -> dict[str, Any]:
     return {**point.payload, "course_id": point.course_id}
+
+
+def _hits(course_ids: list[str], scores: list[float], search: Search) -> Hits:
+    """Hits, with no cosine for those of a fused search (an RRF score is no similarity)."""
+    return Hits(course_ids, [float("nan")] * len(scores) if search.media else scores)
 
 
 def _point(payload: Mapping[str, Any], vectors: Mapping[str, Sequence[float]]) -> CoursePoint:
@@ -248,8 +261,15 @@ class EdgeVectorStore:
         def request(search: Search) -> Any:
             must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in search.match.items()]
             must_not = [q.HasIdCondition({edge_point_id(c) for c in search.exclude})] if search.exclude else None
-            return q.QueryRequest(limit=search.limit, query=q.Query.Nearest(search.vector.astype(np.float32).tolist(), using=using),
-                                  filter=q.Filter(must=must or None, must_not=must_not), with_payload=False)
+            where = q.Filter(must=must or None, must_not=must_not)
+            nearest = {using: search.vector, **search.media}
+            if not search.media:
+                return q.QueryRequest(limit=search.limit, query=q.Query.Nearest(search.vector.astype(np.float32).tolist(),
+                                      using=using), filter=where, with_payload=False)
+            prefetches = [q.Prefetch(search.limit, query=q.Query.Nearest(vector.astype(np.float32).tolist(), using=name),
+                                     filter=where) for name, vector in nearest.items()]
+            return q.QueryRequest(limit=search.limit, query=q.Fusion.Rrf(k=RRF_K), prefetches=prefetches, filter=where,
+                                  with_payload=False)
 
         results = self._shard.query_batch(q.QueryBatchRequest([request(search) for search in searches]))
         # not ``set - self._payloads.keys()``: that walks every cached payload (3 ms at 100k courses)
@@ -257,13 +277,16 @@ class EdgeVectorStore:
         if unknown:
             self._payloads.update((r.id, r.payload) for r in self._shard.retrieve(list(unknown), True, False))
         payloads = self._payloads
-        return [Hits([payloads[hit.id]["course_id"] for hit in hits], [hit.score for hit in hits]) for hits in results]
+        return [_hits([payloads[hit.id]["course_id"] for hit in hits], [hit.score for hit in hits], search)
+                for search, hits in zip(searches, results)]
 
-    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
+    def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
             return {}
-        records = self._shard.retrieve([edge_point_id(c) for c in course_ids], True, [using])
-        return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
+        names = [using, *also]
+        records = self._shard.retrieve([edge_point_id(c) for c in course_ids], True, names)
+        return {r.payload["course_id"]: _point(r.payload, {n: r.vector[n] for n in names if n in (r.vector or {})})
+                for r in records}
 
     def payloads(self) -> Iterator[Mapping[str, Any]]:
         offset = None
@@ -335,19 +358,29 @@ class QdrantClientVectorStore:
         def request(search: Search) -> Any:
             must = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in search.match.items()]
             must_not = [m.HasIdCondition(has_id=[point_id(c) for c in search.exclude])] if search.exclude else None
-            return m.QueryRequest(query=search.vector.astype(np.float32).tolist(), using=using, limit=search.limit,
-                                  filter=m.Filter(must=must or None, must_not=must_not), with_payload=["course_id"])
+            where = m.Filter(must=must or None, must_not=must_not)
+            if not search.media:
+                return m.QueryRequest(query=search.vector.astype(np.float32).tolist(), using=using, limit=search.limit,
+                                      filter=where, with_payload=["course_id"])
+            nearest = {using: search.vector, **search.media}
+            prefetches = [m.Prefetch(query=vector.astype(np.float32).tolist(), using=name, limit=search.limit,
+                                     filter=where) for name, vector in nearest.items()]
+            return m.QueryRequest(prefetch=prefetches, query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), limit=search.limit,
+                                  filter=where, with_payload=["course_id"])
 
         responses = self._client.query_batch_points(self._collection, [request(search) for search in searches])
-        return [Hits([hit.payload["course_id"] for hit in r.points], [hit.score for hit in r.points]) for r in responses]
+        return [_hits([hit.payload["course_id"] for hit in r.points], [hit.score for hit in r.points], search)
+                for search, r in zip(searches, responses)]
 
-    def points(self, course_ids: Sequence[str], using: str) -> dict[str, CoursePoint]:
+    def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
             return {}
+        names = [using, *also]
         records = self._client.retrieve(
-            self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=[using]
+            self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=names
         )
-        return {r.payload["course_id"]: _point(r.payload, {using: r.vector[using]}) for r in records}
+        return {r.payload["course_id"]: _point(r.payload, {n: r.vector[n] for n in names if n in (r.vector or {})})
+                for r in records}
 
     def payloads(self) -> Iterator[Mapping[str, Any]]:
         offset = None

@@ -90,6 +90,33 @@ def test_searches_come_back_one_list_each(store: VectorStore, points: list[Cours
         assert score == pytest.approx(float(vectors[course_id] @ query), abs=1e-4)
 
 
+def test_one_query_fuses_a_prefetch_per_named_vector(store: VectorStore, points: list[CoursePoint]) -> None:
+    """Candidates come from every modality in one query: a course far from the text query but
+    whose image matches is found by the fused search and not by the text one; the filter holds
+    in every prefetch; a course without an image is stored and read without one."""
+    images = np.eye(32, dtype=np.float32)
+    with_images = [CoursePoint(p.course_id, {**p.vectors, "image_reduced": images[i % 32]}, p.payload) if i % 2
+                   else p for i, p in enumerate(points)]
+    store.ensure_collection({"text": 384, "image_reduced": 32})
+    store.upsert(with_images)
+    query = points[7].vectors["text"]
+    text_only = exact_top(points, query, 10)
+    pictured = [p for i, p in enumerate(with_images) if i % 2 and i % 32 == 5 and p.course_id not in text_only]
+    assert pictured
+    [(by_text, _), (fused, scores)] = store.search(
+        [Search(query, 10), Search(query, 10, media={"image_reduced": images[5]})], "text")
+    assert by_text == text_only and not set(by_text) & {p.course_id for p in pictured}
+    assert {p.course_id for p in pictured} <= set(fused) and set(fused) & set(text_only)
+    assert all(np.isnan(scores))  # an RRF score is no cosine: the ranking computes similarities
+    [(french, _)] = store.search([Search(query, 10, {"language": "fr"}, media={"image_reduced": images[5]})], "text")
+    assert french and all(by_id["language"] == "fr" for by_id in (store.points(french, "text")[c].payload for c in french))
+
+    found = store.points([with_images[0].course_id, with_images[5].course_id], "text", also=["image_reduced"])
+    assert set(found[with_images[0].course_id].vectors) == {"text"}
+    assert set(found[with_images[5].course_id].vectors) == {"text", "image_reduced"}
+    np.testing.assert_allclose(found[with_images[5].course_id].vectors["image_reduced"], images[5], atol=1e-6)
+
+
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
     store.ensure_collection({"text": 384})
     store.upsert(points[:10])
