@@ -32,6 +32,9 @@ learner_write_events = Histogram(
     "Learner messages per write of the table rows they changed (several batches while the worker lags).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
 )
+fusion_weight = Gauge(
+    "coursestream_fusion_weight", "The re-ranker's weight of each modality's similarity (media: learned from take-ups), "
+    "the mean over this worker's partitions.", ["modality"])
 consumer_lag = Gauge("coursestream_consumer_lag", "End offset minus committed offset.", ["topic", "partition"])
 vector_store_seconds = Histogram(
     "coursestream_vector_store_seconds", "Vector store call latency.", ["operation"],

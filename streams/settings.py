@@ -112,6 +112,11 @@ class Settings(SecretFileSettings):
         0.0, ge=0, description="The re-ranker's online SGD step from what learners take up after a list; 0 keeps the"
         " prior fitted on OULAD, which no online rule beat there (see online.recommender.LEARNING_RATE).",
     )
+    fusion_learning_rate: float = Field(
+        0.05, ge=0, description="The learned fusion's step: the weights of the image and video similarity features, "
+        "learned from every take-up against the shown courses left (online.recommender.FUSION_LEARNING_RATE); 0 "
+        "keeps the prior.",
+    )
     recommend_on_event: bool = Field(
         True, description="Publish a fresh list after every learner event; off, lists answer rank requests only "
         "(the evaluation turns it off so that the worker shows lists exactly where the offline harness does)."

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from online.catalogue import MODALITIES
 from online.events import CourseContent
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 COURSE_NAMESPACE = uuid.UUID("6f1c1d5e-3a0b-4f5e-9a51-2b8d6c7e0a11")
 #: Points per page of a full scan.
 PAGE = 1000
+#: The named vector of each media modality's reduced vector (the encoder service's names).
+MEDIA_VECTORS = {modality: f"{modality}_reduced" for modality in MODALITIES}
 #: The rank constant of reciprocal rank fusion (Qdrant's default).
 RRF_K = 60
 #: Payload fields with a keyword index: the ones queries filter on.

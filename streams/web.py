@@ -116,12 +116,13 @@ def create_api(
     learning_path: Callable[[str, LearnerProfile, str], Awaitable[list[dict[str, Any]]]],
     cold_start: Callable[[str, str | None], Awaitable[dict[str, Any]]],
     published: PublishedLists,
+    fusion: Callable[[], dict[str, Any]],
     *,
     auth: Authenticator | None = None,
 ) -> FastAPI:
     """The API of one worker; the callables summarise a profile, plan a learner's path from it, and
     recommend to a learner with no list yet (in a context, if given); ``published`` holds the
-    lists the worker published lately. ``auth`` decides who reads which learner: by default the
+    lists the worker published lately, ``fusion`` gives the learned fusion weights. ``auth`` decides who reads which learner: by default the
     settings' credentials (SystemExit if they do not allow serving)."""
     auth = auth or Authenticator.from_settings(Settings())
     http = httpx.AsyncClient(timeout=5.0)
@@ -201,6 +202,11 @@ def create_api(
         auth.authorize(request.headers.get("authorization"), None)
         lists = b",".join(published.since(after, limit))
         return Response(b'{"next":%d,"lists":[%b]}' % (published.count, lists), media_type="application/json")
+
+    @api.get("/models/fusion")
+    async def fusion_weights(request: Request) -> JSONResponse:
+        auth.authorize(request.headers.get("authorization"), None)
+        return JSONResponse(fusion())
 
     @api.get("/recommendations/{user_id}")
     async def recommendations(request: Request, user_id: str = Depends(learner), context: str | None = None

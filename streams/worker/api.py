@@ -23,6 +23,7 @@ from streams.worker.app import app, latest_recommendations, learned, profiles, s
 from streams.worker.course_index import course_index
 from streams.worker.learn import Wanted
 from streams.worker.learners import unwritten
+from streams.worker.partitions import fusion_weights
 from streams.worker.recent import recent_lists
 from streams.worker.ranking import rank
 
@@ -112,5 +113,5 @@ async def cold_start(user_id: str, context: str | None) -> dict[str, Any]:
 if settings.web_enabled:
     serve_api(app, create_api(app, ReadThrough(profiles, unwritten.profile_row),
                               ReadThrough(latest_recommendations, unwritten.latest_row),
-                              describe_profile, learning_path, cold_start, recent_lists,
+                              describe_profile, learning_path, cold_start, recent_lists, fusion_weights,
                               auth=Authenticator.from_settings(settings)))

@@ -1,7 +1,7 @@
 """Step 3, candidates: each wanted list's candidates, one vector-store call for the segment.
 
 The sources and their sizes are ``online.candidates``' policy: the nearest to the learner's
-interest and those their last course unlocks come from one batch of store searches for the
+interests (one query of a prefetch per modality they have an interest in, fused by Qdrant) and those their last course unlocks come from one batch of store searches for the
 whole segment; what others took next and what is popular in the learner's context come from
 the partition's models, read from the catalogue (one store call for the courses it lacks).
 A list that comes back shorter than ``k`` is searched once more, :data:`WIDER`.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from online.candidates import Shortlist, apply_rules, merge, nearest_limit, unlocked_by_last
 from streams.faust_fixes import processing
-from streams.vectorstore import Search
+from streams.vectorstore import MEDIA_VECTORS, Search
 from streams.worker.course_index import course_index
 from streams.worker.learn import Wanted
 
@@ -36,7 +36,9 @@ async def _shortlists(wanted: Sequence[Wanted], k: int, scale: int) -> list[Shor
         match = {"model_version": version} if version else {}
         if profile.language:
             match["language"] = profile.language
-        searches.append(Search(profile.interest, nearest_limit(profile, scale * k), match, exclude=profile.recent))
+        media = {MEDIA_VECTORS[modality]: interest.vector for modality, interest in profile.media.items()}
+        searches.append(Search(profile.interest, nearest_limit(profile, scale * k), match, exclude=profile.recent,
+                               media=media))
         if profile.recent:
             searches.append(Search(profile.interest, scale * k, {**match, "prerequisites": profile.recent[-1]},
                                    exclude=profile.recent))

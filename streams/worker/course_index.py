@@ -27,7 +27,7 @@ from typing import TypeVar
 import mode
 import numpy as np
 
-from online.catalogue import Catalogue
+from online.catalogue import MODALITIES, Catalogue
 from online.events import CourseContent
 from online.prerequisites import PrerequisiteGraph
 from streams import metrics
@@ -35,6 +35,7 @@ from streams.encoder_client import EncoderClient, EncoderRejected, EncoderUnavai
 from streams.replica import CatalogueReplica
 from streams.settings import Settings
 from streams.vectorstore import (
+    MEDIA_VECTORS,
     CoursePoint,
     EdgeVectorStore,
     QdrantClientVectorStore,
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def media_of(point: CoursePoint) -> dict[str, np.ndarray]:
+    """A point's reduced vector of each media modality it has, by modality."""
+    return {modality: point.vectors[name] for modality, name in MEDIA_VECTORS.items() if name in point.vectors}
+
+
 class CourseIndex(mode.Service):
     """The vector store, the encoder client and the catalogue ranking reads (see the module)."""
 
@@ -60,6 +66,9 @@ class CourseIndex(mode.Service):
         super().__init__(**kwargs)
         self.config = config
         self.model_version: str | None = None
+        #: The encoder's named vectors and their sizes: a collection is created with all of them, so
+        #: that a course with an image can follow one without.
+        self.vector_dims: dict[str, int] = {}
         self.catalogue = Catalogue()
         self._graph: tuple[float, PrerequisiteGraph] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vector-store")
@@ -119,6 +128,7 @@ class CourseIndex(mode.Service):
         """Ask the encoder service which models it runs (raises EncoderUnavailable if it is down)."""
         info = await self.encoder.info()
         self.model_version = info["model_version"]
+        self.vector_dims = dict(info.get("vectors", {}))
 
     async def ensure(self, course_ids: Sequence[str]) -> None:
         """Read into the catalogue the courses it lacks or read too long ago, in one store call."""
@@ -131,14 +141,14 @@ class CourseIndex(mode.Service):
         if not wanted:
             return
         using = self.config.ranking_vector
-        points = await self._in_store("points", lambda s: s.points(wanted, using))
+        points = await self._in_store("points", lambda s: s.points(wanted, using, also=MEDIA_VECTORS.values()))
         for course_id in wanted:
             point = points.get(course_id)
             if point is None:
                 self._absent[course_id] = now
             else:
                 self._absent.pop(course_id, None)
-                catalogue.put(course_id, point.vectors[using], point.payload, now)
+                catalogue.put(course_id, point.vectors[using], point.payload, now, media=media_of(point))
 
     def row(self, course_id: str) -> int | None:
         """The course's catalogue row, if it is known and embedded with the current model."""
@@ -150,6 +160,11 @@ class CourseIndex(mode.Service):
     def vector(self, row: int) -> np.ndarray | None:
         """A catalogue row's ranking vector (None: it has none)."""
         return self.catalogue.vectors[row] if self.catalogue.norms[row] > 0 else None
+
+    def media(self, row: int) -> dict[str, np.ndarray]:
+        """A catalogue row's reduced vector of each media modality it has."""
+        catalogue = self.catalogue
+        return {m: catalogue.media_vectors[m][row] for m in MODALITIES if catalogue.media_norms[m][row] > 0}
 
     async def search(self, searches: Sequence[Search]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each search's hits as catalogue rows, nearest first, and their cosines (one store call
@@ -196,8 +211,9 @@ class CourseIndex(mode.Service):
         return points
 
     async def upsert(self, points: Sequence[CoursePoint]) -> None:
-        """Write points (the collection sized from their vectors) and put them in the catalogue."""
-        dims = {name: len(vector) for name, vector in points[0].vectors.items()}
+        """Write points (the collection sized from the encoder's vectors and theirs) and put them in
+        the catalogue."""
+        dims = {**self.vector_dims, **{name: len(vector) for point in points for name, vector in point.vectors.items()}}
 
         def write(store: VectorStore) -> None:
             store.ensure_collection(dims)
@@ -207,7 +223,8 @@ class CourseIndex(mode.Service):
         now, using = time.monotonic(), self.config.ranking_vector
         for point in points:
             self._absent.pop(point.course_id, None)
-            self.catalogue.put(point.course_id, point.vectors[using], {**point.payload, "course_id": point.course_id}, now)
+            self.catalogue.put(point.course_id, point.vectors[using], {**point.payload, "course_id": point.course_id}, now,
+                               media=media_of(point))
 
     async def on_stop(self) -> None:
         await self.encoder.aclose()

@@ -64,9 +64,13 @@ async def load_profile(user: bytes) -> LearnerProfile:
     profile = LearnerProfile.from_bytes(stored) if stored else LearnerProfile(half_life_days=settings.interest_half_life_days)
     if course_index.model_version and profile.vector_version != course_index.model_version:
         await course_index.ensure(profile.recent)
-        rows = [course_index.row(c) for c in profile.recent]
-        vectors = [v for row in rows if row is not None and (v := course_index.vector(row)) is not None]
-        profile.rebase(vectors, course_index.model_version)
+        rows = [row for c in profile.recent if (row := course_index.row(c)) is not None]
+        vectors = [v for row in rows if (v := course_index.vector(row)) is not None]
+        media: dict[str, list] = {}
+        for row in rows:
+            for modality, reduced in course_index.media(row).items():
+                media.setdefault(modality, []).append(reduced)
+        profile.rebase(vectors, course_index.model_version, media)
     return profile
 
 
@@ -96,6 +100,7 @@ def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten
         course_index.catalogue.payloads[row] if row is not None else {},
         offset=message.offset,
         shown=shown,
+        media=course_index.media(row) if row is not None else None,
     )
     policy = assign(value.user_id, settings.policies)
     return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event, taken)

@@ -11,7 +11,9 @@ from collections.abc import Iterator, MutableMapping
 
 import faust
 
+from online.catalogue import MODALITIES
 from online.recommender import Recommender
+from streams import metrics
 from streams.worker.app import app, learned, learner_events, settings
 
 #: A row the ``learned`` table does not have.
@@ -85,9 +87,25 @@ def recommender(partition: int) -> Recommender:
             tables.append(PartitionTable(partition, model))
             return tables[-1]
 
-        engine = Recommender.over(table, settings.explore_share, settings.reranker_learning_rate)
+        engine = Recommender.over(table, settings.explore_share, settings.reranker_learning_rate,
+                                  settings.fusion_learning_rate)
         _recommenders[partition] = (engine, tables)
     return _recommenders[partition][0]
+
+
+def fusion_weights() -> dict[str, object]:
+    """The learned fusion of each partition this worker ranks for (``Recommender.fusion_weights``)
+    and their mean; the prior's when it holds none."""
+    by_partition = {str(partition): engine.fusion_weights() for partition, (engine, _) in sorted(_recommenders.items())}
+    held = list(by_partition.values()) or [Recommender().fusion_weights()]
+    mean = {part: {modality: sum(w[part][modality] for w in held) / len(held) for modality in held[0][part]}
+            for part in held[0]}
+    return {"mean": mean, "partitions": by_partition}
+
+
+for _modality in ("text", *MODALITIES):
+    metrics.fusion_weight.labels(_modality).set_function(
+        lambda modality=_modality: fusion_weights()["mean"]["weights"][modality])
 
 
 def save_learned(partition: int) -> None:
