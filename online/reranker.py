@@ -121,8 +121,8 @@ class Reranker(base.Classifier):
         """Learn the weights of the features ``names`` only from one take-up: the taken course's
         features ``taken`` should score above each shown course the learner left (``left``).
 
-        A pairwise logistic step on the score those features add, averaged over the left courses;
-        every other weight stays. The features' differences carry the signal, so a feature the
+        A pairwise logistic step on the score those features add, one for each left course (each
+        pair is an example); every other weight stays. The features' differences carry the signal, so a feature the
         same for all (a modality no course has) moves nothing.
 
         >>> reranker = Reranker(prior={"image_similarity": 1.0, "similarity": 2.0})
@@ -136,7 +136,7 @@ class Reranker(base.Classifier):
         if not len(differences) or not differences.any():
             return
         margins = np.clip(differences @ weights, -30.0, 30.0)
-        step = learning_rate * ((1.0 - 1.0 / (1.0 + np.exp(-margins)))[:, None] * differences).mean(axis=0)
+        step = learning_rate * ((1.0 - 1.0 / (1.0 + np.exp(-margins)))[:, None] * differences).sum(axis=0)
         for name, weight in zip(names, (weights + step).tolist()):
             model._weights[name] = weight
         self._store(model)
