@@ -337,3 +337,49 @@ def test_malformed_events_are_dead_lettered_and_valid_ones_keep_flowing(running,
     wanted = {e.event_id for e in valid}
     recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= wanted, worker)
     assert {rec.user_id for rec in recs if rec.trigger.event_id in wanted} == {e.user_id for e in valid}
+
+
+def test_a_course_s_images_shape_the_lists_of_the_learners_who_took_it(broker, encoder_service, tmp_path) -> None:
+    """Courses that say the same thing in words, half showing a cat, half a rocket (real photos):
+    a learner who took a cat course is shown cat courses first, one who took a rocket course
+    rocket courses, and the images are given as the reason. In text alone, the two are alike."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps
+    from skimage import data
+
+    from online.events import ClickEvent
+
+    def views(name: str, count: int) -> list[str]:
+        image, rng, found = Image.fromarray(getattr(data, name)()).convert("RGB"), np.random.default_rng(1), []
+        for i in range(count):
+            w, h = (int(side * rng.uniform(0.6, 0.85)) for side in image.size)
+            left, top = int(rng.integers(0, image.width - w + 1)), int(rng.integers(0, image.height - h + 1))
+            view = image.crop((left, top, left + w, top + h))
+            buffer = io.BytesIO()
+            (ImageOps.mirror(view) if i % 2 else view).save(buffer, "JPEG")
+            found.append(base64.b64encode(buffer.getvalue()).decode())
+        return found
+
+    courses = [CourseContent(course_id=f"{theme}-{i}", title="An online course",
+                             description="Short videos, readings and a quiz every week.", images=[{"data": picture}])
+               for theme in ("chelsea", "rocket") for i, picture in enumerate(views(theme, 6))]
+    pipeline = new_pipeline(broker, encoder_service, tmp_path)
+    pipeline.env["COURSESTREAM_EXPLORE_SHARE"] = "0"
+    worker = pipeline.worker()
+    try:
+        pipeline.index(courses, worker)
+        events = [ClickEvent(event_id=f"{theme}-fan", user_id=f"{theme}-fan", course_id=f"{theme}-0", action="open",
+                             event_time="2024-05-01T10:00:00Z") for theme in ("chelsea", "rocket")]
+        pipeline.send_events(events)
+        recs = pipeline.recommendations(lambda r: {x.trigger.event_id for x in r} >= {e.event_id for e in events},
+                                        worker)
+    finally:
+        worker.stop()
+    for rec in recs:
+        theme = rec.user_id.removesuffix("-fan")
+        top = [item.course_id for item in rec.items[:5]]
+        assert all(course_id.startswith(theme) for course_id in top), (rec.user_id, top)
+        assert "images_like_taken" in [reason.code for reason in rec.items[0].reasons], rec.items[0].reasons
+        assert rec.items[0].features["image_known"] == 1.0

@@ -1,7 +1,7 @@
 """Two workers in one group split the partitions; both publish; either answers the read API
 for any learner, forwarding to the owner in both directions (a 404 and learning paths too; a
 request forwarded twice refused), to the operator or to the learner's own token only (the lists
-published lately to the operator only); the
+published lately and the fusion weights to the operator only); the
 metrics endpoint exposes the named series with sensible values."""
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
         assert sum(total(f, "coursestream_vector_store_seconds_count", operation="search") for f in found) > 0
         assert sum(total(f, "coursestream_encoder_calls_total", outcome="ok") for f in found) >= 1
         assert any(name == "coursestream_consumer_lag" for f in found for name, _ in f)
+        for modality, prior in (("text", 3.92), ("image", 1.0), ("video", 1.0)):  # text only: the fusion keeps its prior
+            assert all(total(f, "coursestream_fusion_weight", modality=modality) == pytest.approx(prior) for f in found)
 
         last = {rec.user_id: rec for rec in recs}  # per learner, the output topic is in order
         per_user = Counter(e.user_id for e in events)
@@ -198,9 +200,12 @@ def check_read_api_security(urls: list[str], platform: Platform, user: str, othe
                 assert refused.status_code == 401, (path, headers, refused.text)
                 assert refused.headers["WWW-Authenticate"].startswith("Bearer")
             assert httpx.get(url + path, headers=platform.learner(other)).status_code == 403
-        # The lists published lately concern every learner: the operator's alone.
-        assert httpx.get(f"{url}/recommendations").status_code == 401
-        assert httpx.get(f"{url}/recommendations", headers=platform.learner(user)).status_code == 403
+        # The lists published lately and the fusion weights concern every learner: the operator's alone.
+        for shared in ("/recommendations", "/models/fusion"):
+            assert httpx.get(url + shared).status_code == 401
+            assert httpx.get(url + shared, headers=platform.learner(user)).status_code == 403
+        fusion = httpx.get(f"{url}/models/fusion", headers=platform.operator()).json()
+        assert set(fusion["mean"]["weights"]) == {"text", "image", "video"} and fusion["partitions"]
         published = httpx.get(f"{url}/recommendations", params={"limit": 3}, headers=platform.operator()).json()
         assert published["next"] > 0 and 0 < len(published["lists"]) <= 3
         assert httpx.get(f"{url}/profiles/{user}%01", headers=platform.operator()).status_code == 422
