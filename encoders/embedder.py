@@ -1,7 +1,7 @@
 """From courses to vectors: the loaded models behind dynamic batchers, and the fusion of their outputs.
 
 A course's text vector embeds :func:`course_text` (its video's transcript included); its image
-vector pools the vectors of its images and of its video (itself the pool of its keyframes); its
+vector pools the vectors of its images and of its video (itself the temporal pool of its keyframes); its
 fused vector combines the two (see ``encoders.fusion``). Its reduced vectors ``image_reduced``
 (its images alone) and ``video_reduced`` (its video alone) are the ranking's media vectors, each
 only for a course that has that medium (see ``encoders.projection``). Pictures are embedded as soon as they are decoded
@@ -27,7 +27,7 @@ from encoders.image import ImageEncoder
 from encoders.projection import Projection
 from encoders.settings import EncoderSettings
 from encoders.text import TextEncoder
-from encoders.video import VideoEncoder
+from encoders.video import Keyframe, VideoEncoder, temporal_pool
 
 #: Bump when the vectors change while the models do not (text joining, pooling, fusion, image scaling).
 VECTOR_FORMAT = 3
@@ -135,9 +135,10 @@ class Embedder:
         """Each picture's vector, from shared forward passes; raises ``Busy`` when the queue is full."""
         return await self.image_batcher.submit(pictures)
 
-    async def embed_video(self, frames: Sequence[Image.Image]) -> np.ndarray:
-        """A video's vector: the pool of its keyframes' vectors."""
-        return pool(await self.embed_pictures(frames))
+    async def embed_video(self, keyframes: Sequence[Keyframe]) -> np.ndarray:
+        """A video's vector: the temporal pool of its keyframes' vectors (``encoders.video``)."""
+        vectors = await self.embed_pictures([keyframe.image for keyframe in keyframes])
+        return temporal_pool(vectors, [keyframe.seconds for keyframe in keyframes])
 
     async def embed(self, courses: Sequence[Course]) -> list[dict[str, np.ndarray]]:
         """Vectors ``text``, ``fused``, and for courses with images or a video ``image``, per course;

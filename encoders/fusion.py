@@ -57,14 +57,15 @@ class Fusion:
         """The fused vector of one course; ``image`` is None when it has no image or video."""
         if image is None:
             image = np.zeros(self.image_dim, dtype=text.dtype)
-        return _normalise(np.concatenate([self.text_weight * text, self.image_weight * image]))
+        return normalise(np.concatenate([self.text_weight * text, self.image_weight * image]))
 
 
 def pool(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of L2-normalised vectors, L2-normalised again: one vector for several images or frames."""
-    return _normalise(np.mean(vectors, axis=0))
+    """Mean of L2-normalised vectors, L2-normalised again: one vector for several images."""
+    return normalise(np.mean(vectors, axis=0))
 
 
-def _normalise(vector: np.ndarray) -> np.ndarray:
+def normalise(vector: np.ndarray) -> np.ndarray:
+    """``vector`` over its L2 norm (a zero vector as it is)."""
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector

@@ -107,6 +107,29 @@ def test_video_vector_is_near_the_photos_it_was_made_from(encoders: Encoders, tm
     assert min(vector @ cat, vector @ coffee) > max(vector @ rocket, vector @ astronaut) + 0.2
 
 
+def test_a_video_s_keyframes_count_for_the_time_they_stand_for(encoders: Encoders, tmp_path: Path) -> None:
+    """Four seconds of a cat, then one of coffee: in temporal order, the cat counts four times as much."""
+    path = tmp_path / "long-opening.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=6)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = 320, 240, "yuv420p", 1000
+        for name, count in (("chelsea", 24), ("coffee", 6)):
+            for i in range(count):
+                frame = av.VideoFrame.from_image(photo(name).resize((320, 240)))
+                if i == 0:  # a keyframe where the picture changes
+                    frame.pict_type = av.video.frame.PictureType.I
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    encoder = VideoEncoder(encoders.image)
+    keyframes = encoder.frames(path)
+    assert [round(k.seconds, 2) for k in keyframes] == [4.0, 1.0]
+    cat, coffee = encoders.image.encode([k.image for k in keyframes])
+    vector = encoder.encode(path)
+    assert vector @ cat > vector @ coffee + 0.2  # a plain mean would sit halfway
+
+
 def test_concurrent_requests_share_passes_and_match_one_by_one(encoders: Encoders) -> None:
     texts = ["Introduction to Python", "Japanese for beginners", "The French Revolution", "Linear algebra"] * 3
     images = [photo("chelsea"), photo("rocket"), photo("coffee"), photo("astronaut")]
