@@ -177,6 +177,10 @@ def evaluate(
     cache: Annotated[
         Optional[Path], typer.Option(help="Folder of embedded catalogues (default: COURSESTREAM_DATA_DIR/evaluation).")
     ] = None,
+    vectors: Annotated[
+        str, typer.Option(help="What the project's policy ranks with: text, image or video alone, fused (all at the"
+                               " prior weights) or learned (all, the fusion learned from take-ups: the worker's).")
+    ] = "learned",
 ) -> None:
     """Prequential (test-then-train) evaluation of the project's policy and the baselines over a log.
 
@@ -199,12 +203,18 @@ def evaluate(
     if unknown or not names:
         raise typer.BadParameter(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}",
                                  param_hint="--policies")
+    from online.evaluation.recommender_policy import VECTOR_ABLATIONS
+
+    if vectors not in VECTOR_ABLATIONS or (through_kafka and vectors != "learned"):
+        raise typer.BadParameter(f"choose from {', '.join(VECTOR_ABLATIONS)} (through Kafka: learned)",
+                                 param_hint="--vectors")
     pairs = [tuple(p.split("-", 1)) for p in presentation or ["AAA-2013J"]]
     if any(len(pair) != 2 for pair in pairs):
         raise typer.BadParameter("give presentations as MODULE-PRESENTATION, e.g. AAA-2013J", param_hint="--presentation")
     report = evaluate_log(
         source, chosen, names, k=k, window=window, seed=seed, presentations=pairs, last_day=last_day,
         max_learners=max_learners, courses=courses, audit=audit, through_kafka=through_kafka, cache=cache,
+        vectors=vectors,
     )
     typer.echo(report.table(timings=not through_kafka))
     if json_path:

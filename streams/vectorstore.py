@@ -96,6 +96,11 @@ def course_point(
     return CoursePoint(content.course_id, vectors, payload)
 
 
+def media_of(point: CoursePoint) -> dict[str, np.ndarray]:
+    """A point's reduced vector of each media modality it has, by modality."""
+    return {modality: point.vectors[name] for modality, name in MEDIA_VECTORS.items() if name in point.vectors}
+
+
 @dataclass(frozen=True, slots=True)
 class Search:
     """One nearest-neighbour search: the ``limit`` courses nearest ``vector`` whose payload has
@@ -149,8 +154,8 @@ class VectorStore(Protocol):
         engine costs several times the search (see :meth:`points`)."""
 
     def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
-        """The given courses that exist, with their ``using`` vector, those of ``also`` they have,
-        and their payload."""
+        """The given courses that exist, with their ``using`` vector, those of ``also`` they have
+        (whether or not the collection has such a vector), and their payload."""
 
     def payloads(self) -> Iterator[Mapping[str, Any]]:
         """Every course's payload (a full scan, page by page)."""
@@ -286,8 +291,8 @@ class EdgeVectorStore:
     def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:
             return {}
-        names = [using, *also]
-        records = self._shard.retrieve([edge_point_id(c) for c in course_ids], True, names)
+        names = [using, *also]  # all read: asking for a name the collection lacks is an error
+        records = self._shard.retrieve([edge_point_id(c) for c in course_ids], True, True if also else [using])
         return {r.payload["course_id"]: _point(r.payload, {n: r.vector[n] for n in names if n in (r.vector or {})})
                 for r in records}
 
@@ -378,9 +383,9 @@ class QdrantClientVectorStore:
     def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
         if not course_ids or not self._has_collection():
             return {}
-        names = [using, *also]
+        names = [using, *also]  # all read: asking for a name the collection lacks is an error
         records = self._client.retrieve(
-            self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=names
+            self._collection, [point_id(c) for c in course_ids], with_payload=True, with_vectors=True if also else [using]
         )
         return {r.payload["course_id"]: _point(r.payload, {n: r.vector[n] for n in names if n in (r.vector or {})})
                 for r in records}

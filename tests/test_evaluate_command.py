@@ -123,3 +123,22 @@ def test_prerequisite_violations_are_counted_against_the_catalogue_s_graph(share
     assert report.steps == len(events)
     assert report.overall["recent-popularity"]["prerequisite_violations"] > 0.05
     assert report.overall[PROJECT_POLICY]["prerequisite_violations"] == 0.0
+
+
+def test_vector_ablations_on_a_text_only_catalogue_rank_as_text(shared_data, cache, tmp_path) -> None:
+    """OULAD has no images: every ablation with text ranks as text alone; an unknown one is refused."""
+    runner = CliRunner()
+
+    def run(vectors: str) -> dict:
+        result = runner.invoke(cli, [
+            "evaluate", str(shared_data / "oulad"), "--presentation", "AAA-2013J", "--last-day", "2",
+            "--max-learners", "30", "--policies", PROJECT_POLICY, "--cache", str(cache), "--vectors", vectors,
+            "--json", str(tmp_path / f"{vectors}.json"),
+        ])
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / f"{vectors}.json").read_text())["overall"][PROJECT_POLICY]
+
+    text, fused, learned = run("text"), run("fused"), run("learned")
+    assert text == fused == learned and text["ndcg"] > 0
+    refused = runner.invoke(cli, ["evaluate", str(shared_data / "oulad"), "--vectors", "audio"])
+    assert refused.exit_code != 0 and "--vectors" in refused.output

@@ -132,3 +132,22 @@ def test_image_noise_loses_its_weight_and_the_text_keeps_the_quality(embedded: d
     assert weights["image"] < PRIOR["image_similarity"]
     assert fused >= text_only - 0.05
     assert set(FUSION_FEATURES) >= {"image_similarity", "video_similarity"}
+
+
+def test_the_evaluation_s_vector_ablations_rank_with_their_modalities(embedded: dict[str, np.ndarray]) -> None:
+    """``coursestream evaluate --vectors``: with the same text everywhere, the image ablation lists
+    the taken course's theme first; the text one cannot tell the themes apart."""
+    from online.evaluation.recommender_policy import RecommenderPolicy
+
+    course_ids = [f"course-{i:03d}" for i in range(len(THEMES))]
+    vectors = {c: embedded["boilerplate"] for c in course_ids}
+    media = {c: {"image": image} for c, image in zip(course_ids, embedded["images"])}
+    listed = {}
+    for ablation in ("text", "image"):
+        policy = RecommenderPolicy({c: {} for c in course_ids}, vectors, media=media, vectors_used=ablation)
+        policy.learn_one(ClickEvent(event_id="e", user_id="u", course_id=course_ids[-1], action="open",
+                                    event_time=START))
+        listed[ablation] = policy.recommend("u", course_ids, K, START + timedelta(hours=1))
+    theme = THEMES[-1]
+    assert sum(THEMES[course_ids.index(c)] == theme for c in listed["image"]) == K  # 11 left of its theme
+    assert sum(THEMES[course_ids.index(c)] == theme for c in listed["text"]) < K // 2

@@ -235,3 +235,11 @@ def test_a_server_nobody_answers_on_is_an_outage() -> None:
     finally:
         store.close()
     assert is_outage(raised.value)
+
+
+def test_media_vectors_are_read_from_a_collection_made_without_them(store: VectorStore, points: list[CoursePoint]) -> None:
+    """A text-only collection (made before the encoder returned reduced vectors) still answers."""
+    store.ensure_collection({"text": 384})
+    store.upsert(points[:3])
+    found = store.points([points[0].course_id], "text", also=["image_reduced", "video_reduced"])
+    assert set(found[points[0].course_id].vectors) == {"text"}

@@ -9,6 +9,7 @@ their next event, as the worker does with its latest-recommendations table. Cand
 whole catalogue the harness offers; the worker ranks the same ones when asked by a rank request
 (``coursestream evaluate --through-kafka`` checks that both give the same lists). Like the worker's
 taken table, it keeps every course each learner took, exactly, for the prerequisite rule.
+``vectors`` picks the modalities it ranks with (:data:`VECTOR_ABLATIONS`), for ablations.
 
 >>> from datetime import datetime, timezone
 >>> from online.events import ClickEvent
@@ -35,8 +36,30 @@ import numpy as np
 from online.candidates import shortlist
 from online.catalogue import Catalogue
 from online.events import ClickEvent, QuizEvent, VideoEvent
+from online.catalogue import MODALITIES
 from online.profile import LearnerProfile
-from online.recommender import NOTHING_SHOWN, RERANKED, Recommender, Shown
+from online.recommender import (
+    FUSION_LEARNING_RATE,
+    LEARNING_RATE,
+    NOTHING_SHOWN,
+    PRIOR,
+    PRIOR_INTERCEPT,
+    RERANKED,
+    Recommender,
+    Shown,
+)
+from online.reranker import Reranker
+
+#: What each ablation ranks with: its modalities, and whether the fusion learns (else its prior
+#: weights stay). Without text the text interest is still kept (media interests move with it)
+#: but its similarity weighs 0; ``learned`` is the worker's own configuration.
+VECTOR_ABLATIONS = {
+    "text": (("text",), False),
+    "image": (("image",), False),
+    "video": (("video",), False),
+    "fused": (("text", *MODALITIES), False),
+    "learned": (("text", *MODALITIES), True),
+}
 
 
 def step_id(user_id: str, now: datetime) -> str:
@@ -63,6 +86,10 @@ class RecommenderPolicy:
         is 0 and interest plays no part.
     policy, explore_share
         As the worker's ``COURSESTREAM_POLICIES`` and ``COURSESTREAM_EXPLORE_SHARE``.
+    media
+        Course id -> its reduced vector by media modality, if the run has them.
+    vectors
+        The modalities ranked with: a key of :data:`VECTOR_ABLATIONS`.
     """
 
     name = "coursestream"
@@ -73,14 +100,22 @@ class RecommenderPolicy:
         vectors: Mapping[str, np.ndarray] | None = None,
         policy: str = RERANKED,
         explore_share: float = 0.0,
+        media: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+        vectors_used: str = "learned",
     ) -> None:
+        modalities, learns = VECTOR_ABLATIONS[vectors_used]
         self.payloads = dict(catalogue or {})
         self.vectors = dict(vectors or {})
+        self.media = {course_id: {m: v for m, v in by_modality.items() if m in modalities}
+                      for course_id, by_modality in (media or {}).items()}
         self.policy = policy
         self.catalogue = Catalogue()
-        self.catalogue.put_many((course_id, self.vectors.get(course_id), payload)
-                                for course_id, payload in self.payloads.items())
-        self.recommender = Recommender(explore_share=explore_share)
+        for course_id, payload in self.payloads.items():
+            self.catalogue.put(course_id, self.vectors.get(course_id), payload, media=self.media.get(course_id))
+        prior = PRIOR if "text" in modalities else {**PRIOR, "similarity": 0.0}
+        self.recommender = Recommender(reranker=Reranker(prior, PRIOR_INTERCEPT, LEARNING_RATE),
+                                       explore_share=explore_share,
+                                       fusion_learning_rate=FUSION_LEARNING_RATE if learns else 0.0)
         self.profiles: dict[str, bytes] = {}
         self.shown: dict[str, Shown] = {}
         self.taken: dict[str, set[str]] = {}
@@ -97,6 +132,7 @@ class RecommenderPolicy:
             self.vectors.get(event.course_id),
             self.payloads.get(event.course_id, {}),
             shown=self.shown.pop(event.user_id, NOTHING_SHOWN),
+            media=self.media.get(event.course_id),
         )
         self.profiles[event.user_id] = profile.to_bytes()
         self.taken.setdefault(event.user_id, set()).add(event.course_id)

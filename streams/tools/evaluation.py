@@ -61,7 +61,7 @@ from encoders.settings import EncoderSettings
 from online.evaluation import BASELINES, Block, Report, Steps, evaluate, no_prerequisites, oulad_steps, prequential_steps
 from online.evaluation.knowledge import knowledge_report
 from online.evaluation.metrics import PrerequisitesMet
-from online.evaluation.recommender_policy import RecommenderPolicy, step_id
+from online.evaluation.recommender_policy import VECTOR_ABLATIONS, RecommenderPolicy, step_id
 from online.events import (
     MAX_RANK_CANDIDATES,
     ClickEvent,
@@ -83,7 +83,7 @@ from streams.settings import Settings
 from streams.tools.embedded_broker import EmbeddedBroker
 from streams.tools.processes import WorkerProcess, embedded_env, settings_from
 from streams.topics import ensure_topics
-from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
+from streams.vectorstore import MEDIA_VECTORS, CoursePoint, EdgeVectorStore, course_point, media_of
 
 #: The project's policy, by the name its reports use.
 PROJECT_POLICY = RecommenderPolicy.name
@@ -154,7 +154,7 @@ def catalogue_store(
     if not points:
         raise ValueError("the catalogue is empty")
     store = EdgeVectorStore(folder / "qdrant-edge")
-    store.ensure_collection({name: len(vector) for name, vector in points[0].vectors.items()})
+    store.ensure_collection({name: len(vector) for point in points for name, vector in point.vectors.items()})
     store.upsert(points)
     store.close()
     (folder / "done").write_text(json.dumps({"model_version": version, "courses": len(points)}))
@@ -163,21 +163,25 @@ def catalogue_store(
 
 
 def read_catalogue(store_path: Path, course_ids: Iterable[str], using: str) -> dict[str, CoursePoint]:
-    """The stored points of these courses (those in the shard): ``using`` vector and payload."""
+    """The stored points of these courses (those in the shard): ``using`` vector, the reduced media
+    vectors they have, and payload."""
     store = EdgeVectorStore(store_path)
     try:
-        return store.points(list(dict.fromkeys(course_ids)), using)
+        return store.points(list(dict.fromkeys(course_ids)), using, also=MEDIA_VECTORS.values())
     finally:
         store.close()
 
 
 def project_policy(
-    points: Mapping[str, CoursePoint], using: str, policy: str = RERANKED
+    points: Mapping[str, CoursePoint], using: str, policy: str = RERANKED, vectors_used: str = "learned"
 ) -> Callable[[], RecommenderPolicy]:
-    """A factory of the project's ``policy`` over the stored catalogue, as the evaluation worker is configured."""
+    """A factory of the project's ``policy`` over the stored catalogue, as the evaluation worker is
+    configured, ranking with the modalities of ``vectors_used`` (``VECTOR_ABLATIONS``)."""
     catalogue = {course_id: dict(point.payload) for course_id, point in points.items()}
     vectors = {course_id: point.vectors[using] for course_id, point in points.items()}
-    return lambda: RecommenderPolicy(catalogue, vectors, policy=policy, explore_share=0.0)
+    media = {course_id: media_of(point) for course_id, point in points.items()}
+    return lambda: RecommenderPolicy(catalogue, vectors, policy=policy, explore_share=0.0, media=media,
+                                     vectors_used=vectors_used)
 
 
 def seeded(factory: Callable[[], object], seed: int) -> Callable[[], object]:
@@ -398,17 +402,22 @@ def evaluate_log(
     through_kafka: bool = False,
     settings: Settings | None = None,
     cache: Path | None = None,
+    vectors: str = "learned",
     bootstrap_servers: str | None = None,
     encoder_url: str | None = None,
 ) -> Report:
     """Run ``policies`` over a log with the harness (see the module); the CLI's ``evaluate``.
 
     ``cache`` holds the embedded catalogues (default ``COURSESTREAM_DATA_DIR/evaluation``).
+    ``vectors`` names the modalities the project's policy ranks with (``VECTOR_ABLATIONS``; the
+    worker, through Kafka, ranks with ``learned``, its own configuration).
     ``through_kafka`` runs the project's policy in a worker process; it uses the broker at
     ``bootstrap_servers`` and the encoder service at ``encoder_url`` if given, else starts its
     own (the embedded broker; the encoder in this process).
     """
     settings = settings or Settings()
+    if vectors not in VECTOR_ABLATIONS or (through_kafka and vectors != "learned"):
+        raise ValueError(f"--vectors {vectors}: choose from {', '.join(VECTOR_ABLATIONS)} (through Kafka: learned)")
     unknown = [name for name in policies if name not in POLICY_NAMES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}")
@@ -448,8 +457,9 @@ def evaluate_log(
             points = read_catalogue(store_path, (c.course_id for c in contents), using)
         for name in variants:
             if name not in project:
-                project[name] = (project_policy(points, using, PROJECT_VARIANTS[name]) if points is not None
-                                 else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name]))
+                project[name] = (project_policy(points, using, PROJECT_VARIANTS[name], vectors) if points is not None
+                                 else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name],
+                                                        vectors_used=vectors))
     report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit,
                       prerequisites_met=prerequisites_of(contents))
     if format != "oulad":  # OULAD's assessments are scores, not answers marked right or wrong

@@ -44,16 +44,12 @@ from streams.vectorstore import (
     VectorStore,
     course_point,
     is_outage,
+    media_of,
 )
 from streams.worker.app import app, settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def media_of(point: CoursePoint) -> dict[str, np.ndarray]:
-    """A point's reduced vector of each media modality it has, by modality."""
-    return {modality: point.vectors[name] for modality, name in MEDIA_VECTORS.items() if name in point.vectors}
 
 
 class CourseIndex(mode.Service):
