@@ -14,7 +14,8 @@ time, and before anything moves, the re-ranker learns from it (if its learning r
 0; by default it keeps its fitted prior, see :data:`LEARNING_RATE`): the course is a positive,
 with the features it had for this learner just then, and the courses of the learner's last
 list that they left are negatives (with the features they were shown with, together weighing
-as much as the positive); an exploring
+as much as the positive); the learned fusion moves the media features' weights from the
+same take-up (:data:`FUSION_LEARNING_RATE`); an exploring
 item rewards its bandit arm if it was taken up. Then the course's popularity and the
 transitions from the learner's recent courses count it. Every click or view, first or not,
 counts towards the course's use (what a cohort works on now), and the profile learns the
