@@ -17,6 +17,9 @@ True
 ((32,), 1.0)
 >>> bool(np.allclose(projection.matrix.T @ projection.matrix, np.eye(32), atol=1e-5))
 True
+>>> small = Projection("tiny-clip@1", dim=16)
+>>> small.matrix.shape, bool(np.allclose(small.matrix @ small.matrix.T, np.eye(16), atol=1e-5))
+((16, 32), True)
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ class Projection:
 
     def __init__(self, model: str, dim: int, reduced_dim: int = REDUCED_DIM) -> None:
         digest = hashlib.sha256(f"{model}|{dim}|{reduced_dim}".encode()).digest()
-        gaussian = np.random.default_rng(int.from_bytes(digest[:8], "little")).normal(size=(dim, reduced_dim))
-        orthonormal, _ = np.linalg.qr(gaussian)
-        self.matrix = orthonormal.astype(np.float32)
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        orthonormal, _ = np.linalg.qr(rng.normal(size=(max(dim, reduced_dim), min(dim, reduced_dim))))
+        # a model of fewer dimensions (a small CLIP) is embedded isometrically: its cosines kept exactly
+        self.matrix = (orthonormal if dim >= reduced_dim else orthonormal.T).astype(np.float32)
         #: Names the projection: a change of model, size or seed changes it.
         self.version = f"orthogonal-{reduced_dim}-{digest[:4].hex()}"
 

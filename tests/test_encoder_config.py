@@ -58,6 +58,31 @@ def test_a_clip_model_by_path_uses_its_projected_image_embedding(tmp_path: Path)
     assert ImageEncoder(str(tmp_path), device="cpu").dim == 16
 
 
+def test_an_aligned_text_image_model_chosen_by_configuration_gives_the_ranking_s_reduced_vectors(tmp_path: Path) -> None:
+    """COURSESTREAM_ENCODER_IMAGE_MODEL names a local CLIP (a tiny one, made here: none ships in a
+    wheel); its 16-d image embedding is reduced to the profile's 32 dimensions like any other."""
+    import asyncio
+
+    import numpy as np
+
+    from encoders.embedder import Course, Embedder, Encoders
+
+    config = CLIPConfig(text_config=TINY, vision_config=TINY_VISION, projection_dim=16)
+    CLIPModel(config).save_pretrained(tmp_path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    settings = EncoderSettings(image_model=str(tmp_path), device="cpu")
+
+    async def embed() -> tuple[str, dict]:
+        async with Embedder(settings, Encoders.load(settings)) as embedder:
+            [picture] = await embedder.embed_pictures([Image.new("RGB", (64, 48), (200, 30, 30))])
+            [vectors] = await embedder.embed([Course("red", "A red square", [picture])])
+            return embedder.info()["models"]["image"]["name"], vectors
+
+    name, vectors = asyncio.run(embed())
+    assert name == str(tmp_path) and vectors["image"].shape == (16,)
+    assert vectors["image_reduced"].shape == (32,) and abs(float(np.linalg.norm(vectors["image_reduced"])) - 1) < 1e-5
+
+
 def test_a_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
     # A classifier checkpoint has no pooler: loading it as a base model would leave random weights.
     ViTForImageClassification(ViTConfig(**TINY_VISION)).save_pretrained(tmp_path)
