@@ -91,7 +91,9 @@ class EncoderClient:
 
     async def _request(self, method: str, path: str, **kwargs: object) -> dict:
         try:
-            async for attempt in self._retrying:
+            # A copy per request: a retrying object keeps its call's state, and concurrent requests
+            # sharing one would end each other's attempts (a 503 then reads as a refusal).
+            async for attempt in self._retrying.copy():
                 with attempt:
                     try:
                         response = await self._http.request(method, path, **kwargs)
