@@ -25,6 +25,7 @@ is never removed (a course id keeps its row).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,23 @@ UNSET = -1
 MODALITIES = ("image", "video")
 #: The size of a reduced media vector: small enough for an interest per modality in the 2 KB profile.
 MEDIA_DIM = 32
+#: UTF-8 bytes of the longest ``part_of`` used as a context key as it is (see :func:`context_key`).
+CONTEXT_KEY_BYTES = 32
+
+
+def context_key(part_of: str | None) -> str | None:
+    """The key a course's ``part_of`` (module, programme) is known by as a context: itself when it
+    is short, else ``#`` and 16 hex digits of its hash, so that a learner's context always fits in
+    their profile and every context keeps its own key.
+
+    >>> context_key("AAA-2013J")
+    'AAA-2013J'
+    >>> context_key("programme " * 10)
+    '#7c1becb58dd7c5a1'
+    """
+    if part_of is None or len(part_of.encode()) <= CONTEXT_KEY_BYTES:
+        return part_of
+    return "#" + hashlib.blake2b(part_of.encode(), digest_size=8).hexdigest()
 
 
 class _Codes:
@@ -161,7 +179,7 @@ class Catalogue:
         indexed_at = payload.get("indexed_at")
         self.indexed_at[row] = np.nan if indexed_at is None else indexed_at
         self.difficulty[row] = LEVEL_DIFFICULTY.get(payload.get("level") or "", math.nan)
-        self.part_of[row] = self.parts.code(payload.get("part_of"), add=True)
+        self.part_of[row] = self.parts.code(context_key(payload.get("part_of")), add=True)
         self.language[row] = self.languages.code(payload.get("language"), add=True)
         self.model_version[row] = self.versions.code(payload.get("model_version"), add=True)
         self.loaded_at[row] = now

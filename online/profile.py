@@ -20,17 +20,32 @@ live in one partition, so offsets order them) and hashes of its 16 most recent e
 :meth:`LearnerProfile.learn_one` skips anything already applied.
 
 **Size.** A serialised profile stays within :data:`MAX_BYTES` (2 KB) for any history the event
-contract accepts. Fixed parts: the interest vector int8-quantised (one byte a dimension: 384
-bytes for MiniLM), the taken courses as a 384-byte Bloom filter, the recent event ids as 4-byte
-hashes, the latent factors (``online.factorization``) 20 float32s, each media interest int8-quantised
-(32 bytes a modality, with its scale and weight). Bounded parts: the recent
-course ids, the newest of the last :data:`RECENT_COURSES` that fit in :data:`RECENT_BYTES`
-(UTF-8; an id is up to 256 characters, so up to 1 KB: a newest id that alone does not fit leaves
-none), the context only if it fits in :data:`CONTEXT_BYTES` (else none is kept), the language
-(at most 16 characters), recent dismissals (``online.dismissals``) at most 192 bytes. The knowledge state, the one part that grows, forgets its oldest
-missed questions, then its least recently practised skills and courses, until the row fits; :meth:`LearnerProfile.to_bytes` raises
-:class:`ProfileTooLarge` rather than write more (a ranking vector far larger than 384
-dimensions would).
+contract accepts, every modality on. Worst cases in msgpack bytes:
+
+============================================  ======  =========================================
+part                                          bytes   bound
+============================================  ======  =========================================
+text interest, int8 (MiniLM)                  387     one byte a dimension
+taken courses, Bloom filter                   387     fixed (``online.bloom``)
+media interests, int8, image and video        119     :data:`~online.catalogue.MEDIA_DIM` each
+recent course ids                             273     :data:`RECENT_BYTES` of UTF-8
+recent dismissals                             194     ``online.dismissals``
+event-id hashes, latent factors               148     :data:`RECENT_EVENT_IDS`, 20 float32s
+language, context, model version              134     16 characters, a context key, 32 bytes
+watermark, counters, times, field names        94     fixed
+knowledge state                               the rest, at least 312
+============================================  ======  =========================================
+
+The recent course ids kept are the newest of the last :data:`RECENT_COURSES` that fit in
+:data:`RECENT_BYTES` together (an id is up to 256 characters: a newest id that alone does not fit
+leaves none). The context is kept as its key (``online.catalogue.context_key``: a long ``part_of``
+by its hash). The knowledge state is the one part that grows: a full one with short skill tags
+(16 skills, 8 courses, 128 missed questions) takes about 540 bytes and fits beside every other
+part at its usual size. When the row would exceed the limit, the knowledge state forgets what it
+least needs first (:meth:`~online.mastery.KnowledgeState.shrink`) and :attr:`LearnerProfile.forgotten`
+says how much (the worker counts it in ``coursestream_knowledge_forgotten``);
+:meth:`LearnerProfile.to_bytes` raises :class:`ProfileTooLarge` rather than write more (a ranking
+vector far larger than 384 dimensions would).
 
 >>> import numpy as np
 >>> from datetime import datetime, timezone
@@ -67,6 +82,7 @@ import msgpack
 import numpy as np
 
 from online.bloom import BloomFilter
+from online.catalogue import context_key
 from online.dismissals import Dismissals
 from online.events import ClickEvent, QuizEvent, VideoEvent
 from online.mastery import KnowledgeState, MasteryModel, answer_of
@@ -78,10 +94,8 @@ MAX_BYTES = 2048
 RECENT_EVENT_IDS = 16
 #: Most recently engaged courses kept by id (for explanations and re-basing the interest).
 RECENT_COURSES = 8
-#: UTF-8 bytes those ids may take together: eight ids of up to 64 bytes, or fewer longer ones.
-RECENT_BYTES = 512
-#: UTF-8 bytes of the longest context (``part_of``) kept.
-CONTEXT_BYTES = 256
+#: UTF-8 bytes those ids may take together: eight ids of up to 32 bytes, or fewer longer ones.
+RECENT_BYTES = 256
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -129,6 +143,20 @@ def _mean(interest: np.ndarray | None, weight: float, vector: np.ndarray, added:
     return ((interest * weight + vector * added) / total).astype(np.float32), total
 
 
+def _packed_knowledge(knowledge: KnowledgeState) -> dict:
+    """The knowledge state's dict with its missed questions' 2-byte hashes packed as bytes (msgpack
+    takes 3 bytes for each as an int)."""
+    state = knowledge.to_dict()
+    state["m"] = np.asarray(state["m"], dtype="<u2").tobytes()
+    return state
+
+
+def _unpacked_knowledge(state: dict) -> dict:
+    """Inverse of :func:`_packed_knowledge`; a row with the hashes as a list of ints reads as it is."""
+    missed = state.get("m")
+    return {**state, "m": np.frombuffer(missed, dtype="<u2").tolist()} if isinstance(missed, bytes) else state
+
+
 @dataclass
 class LearnerProfile:
     interest: np.ndarray | None = None
@@ -153,6 +181,8 @@ class LearnerProfile:
     dismissed: Dismissals = field(default_factory=Dismissals)
     #: The learner's interest in each media modality they engaged with (see the module).
     media: dict[str, MediaInterest] = field(default_factory=dict)
+    #: Knowledge entries the latest :meth:`to_bytes` forgot to fit the row (not stored).
+    forgotten: int = field(default=0, compare=False)
 
     def has_taken(self, course_id: str) -> bool:
         """Whether the learner engaged with the course (rarely a false yes: see ``online.bloom``)."""
@@ -216,7 +246,7 @@ class LearnerProfile:
             self.recent.remove(event.course_id)
         self.recent = _fitting([*self.recent, event.course_id])
         if context:
-            self.context = context if len(context.encode()) <= CONTEXT_BYTES else None
+            self.context = context_key(context)
         self.language = language or self.language
         if course_vector is not None:
             self._move_interests(event.event_time.timestamp(), engagement(event), course_vector, media or {})
@@ -267,7 +297,7 @@ class LearnerProfile:
             "i": interest, "q": scale, "w": self.weight, "t": self.latest_time, "r": self.recent,
             "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
             "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
-            "l": self.half_life_days, "v": self.vector_version, "k": self.knowledge.to_dict(), "x": self.context, "g": self.language,
+            "l": self.half_life_days, "v": self.vector_version, "k": _packed_knowledge(self.knowledge), "x": self.context, "g": self.language,
             "f": None if self.factors is None else self.factors.astype("<f4").tobytes(),
             "d": self.dismissed.to_bytes() if self.dismissed else None,
             "m": {modality: [*_quantise(interest.vector), interest.weight] for modality, interest in self.media.items()},
@@ -275,9 +305,11 @@ class LearnerProfile:
 
     def to_bytes(self) -> bytes:
         """msgpack, within :data:`MAX_BYTES`: the knowledge state forgets what it least needs first
-        (:meth:`~online.mastery.KnowledgeState.shrink`); :class:`ProfileTooLarge` if it cannot fit."""
-        raw = msgpack.packb(self._state())
+        (:meth:`~online.mastery.KnowledgeState.shrink`, counted in :attr:`forgotten`);
+        :class:`ProfileTooLarge` if it cannot fit."""
+        raw, self.forgotten = msgpack.packb(self._state()), 0
         while len(raw) > MAX_BYTES and self.knowledge.shrink():
+            self.forgotten += 1
             raw = msgpack.packb(self._state())
         if len(raw) > MAX_BYTES:
             raise ProfileTooLarge(f"a profile of {len(raw)} bytes without a knowledge state, over the {MAX_BYTES} limit")
@@ -298,7 +330,7 @@ class LearnerProfile:
             events=s["n"],
             half_life_days=s["l"],
             vector_version=s["v"],
-            knowledge=KnowledgeState.from_dict(s["k"]),
+            knowledge=KnowledgeState.from_dict(_unpacked_knowledge(s["k"])),
             context=s.get("x"),
             language=s.get("g"),
             factors=np.frombuffer(s["f"], dtype="<f4").copy() if s.get("f") else None,

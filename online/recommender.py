@@ -74,7 +74,7 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from online.candidates import POOL, Shortlist, shortlist
-from online.catalogue import MODALITIES, Catalogue
+from online.catalogue import MODALITIES, Catalogue, context_key
 from online.difficulty import QuestionDifficulty
 from online.events import ClickEvent, QuizEvent, RecommendedItem, VideoEvent
 from online.exploration import ThompsonExplorer
@@ -248,7 +248,7 @@ class Recommender:
                 if arm is not None:
                     self.explorer.update(arm, float(course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
-            self.popularity.learn_one(event.course_id, time, context=payload.get("part_of"))
+            self.popularity.learn_one(event.course_id, time, context=context_key(payload.get("part_of")))
         if isinstance(event, ClickEvent | VideoEvent):
             self.usage.learn_one(event.course_id, time)
         profile.factors = self.factors.learn_one(profile.factors, event.course_id, profile.has_taken, event.event_id)

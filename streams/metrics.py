@@ -32,6 +32,9 @@ learner_write_events = Histogram(
     "Learner messages per write of the table rows they changed (several batches while the worker lags).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
 )
+knowledge_forgotten = Counter(
+    "coursestream_knowledge_forgotten",
+    "Knowledge entries (skills, missed questions, courses) a learner's profile forgot to fit its 2 KB row.")
 fusion_weight = Gauge(
     "coursestream_fusion_weight", "The re-ranker's weight of each modality's similarity (media: learned from take-ups), "
     "the mean over this worker's partitions.", ["modality"])

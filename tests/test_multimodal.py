@@ -1,6 +1,6 @@
 """Every modality counts: on real photographs (scikit-image's) embedded by the real models, the
-learned fusion finds what learners take up by what the courses' images show, where text cannot;
-and where the text carries the signal and the images are noise, the image weight falls and the
+learned fusion finds what learners take up by what the courses' images (or videos, keyframes of
+the photographs) show, where text cannot; and where the text carries the signal and the images are noise, the image weight falls and the
 lists are as good as text alone.
 
 Each learner takes up courses of one theme in a random order; before each take-up after their
@@ -20,6 +20,7 @@ from skimage import data
 
 from encoders.embedder import Encoders
 from encoders.projection import Projection
+from encoders.video import temporal_pool
 from online.candidates import shortlist
 from online.catalogue import Catalogue
 from online.events import ClickEvent
@@ -41,6 +42,8 @@ TOPICS = (
 )
 BOILERPLATE = "An online course with short videos, readings and a quiz at the end of every week."
 COURSES_PER_THEME = 12
+#: Each course video's keyframes: seconds each stands for (a long middle shot between two short ones).
+KEYFRAME_SECONDS = (20.0, 90.0, 10.0)
 LEARNERS = 96
 TAKE_UPS = 4
 K = 10
@@ -62,29 +65,35 @@ def crops(name: str, count: int, rng: np.random.Generator) -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def embedded(encoders: Encoders) -> dict[str, np.ndarray]:
-    """The catalogue's real vectors: each course's image reduced as the encoder service reduces
-    it, the boilerplate and each topic's texts."""
+    """The catalogue's real vectors: each course's image and video (three keyframes, other views of
+    its theme's photograph, pooled over time) reduced as the encoder service reduces them, the
+    boilerplate and each topic's texts."""
     rng = np.random.default_rng(7)
     views = [view for name in PHOTOS for view in crops(name, COURSES_PER_THEME, rng)]
+    keyframes = [view for name in PHOTOS for view in crops(name, COURSES_PER_THEME * len(KEYFRAME_SECONDS), rng)]
     projection = Projection(f"{encoders.image.name}@{encoders.image.version}", encoders.image.dim)
     images = np.array([projection.reduce(v) for v in encoders.image.encode(views)])
+    frames = encoders.image.encode(keyframes).reshape(len(views), len(KEYFRAME_SECONDS), -1)
+    videos = np.array([projection.reduce(temporal_pool(list(video), KEYFRAME_SECONDS)) for video in frames])
     topic_texts = [f"{topic} Lesson {j + 1}." for topic in TOPICS for j in range(COURSES_PER_THEME)]
     texts = encoders.text.encode([BOILERPLATE, *topic_texts])
-    return {"images": images, "boilerplate": texts[0], "topics": np.asarray(texts[1:])}
+    return {"images": images, "videos": videos, "boilerplate": texts[0], "topics": np.asarray(texts[1:])}
 
 
 #: Each course's theme, in catalogue order (its photograph's, and its topic's where the text differs).
 THEMES = np.repeat(np.arange(len(PHOTOS)), COURSES_PER_THEME)
 
 
-def run(text: np.ndarray, images: np.ndarray | None, seed: int = 0) -> tuple[float, Recommender]:
+def run(text: np.ndarray, media: dict[str, np.ndarray] | None, seed: int = 0) -> tuple[float, Recommender]:
     """The hit rate at 10 of the second half of the learners, and the recommender after them.
-    ``text``: each course's text vector; ``images``: each course's reduced image vector (None: a
-    text-only catalogue); learners take up the courses of their theme (:data:`THEMES`)."""
+    ``text``: each course's text vector; ``media``: each course's reduced vector of each modality
+    (None: a text-only catalogue); learners take up the courses of their theme (:data:`THEMES`)."""
     course_ids = [f"course-{i:03d}" for i in range(len(text))]
     catalogue = Catalogue()
+    course_media = [None if media is None else {modality: vectors[i] for modality, vectors in media.items()}
+                    for i in range(len(text))]
     for i, course_id in enumerate(course_ids):
-        catalogue.put(course_id, text[i], {"title": course_id}, media=None if images is None else {"image": images[i]})
+        catalogue.put(course_id, text[i], {"title": course_id}, media=course_media[i])
     recommender, rng = Recommender(explore_share=0.0), np.random.default_rng(seed)
     hits, steps = 0, 0
     for learner in range(LEARNERS):
@@ -103,29 +112,30 @@ def run(text: np.ndarray, images: np.ndarray | None, seed: int = 0) -> tuple[flo
                     hits += course_ids[course] in shown.course_ids
             event = ClickEvent(event_id=f"{learner}-{step}", user_id=f"learner-{learner}",
                                course_id=course_ids[course], action="open", event_time=when)
-            recommender.learn_one(profile, event, text[course], {}, shown=shown,
-                                  media=None if images is None else {"image": images[course]})
+            recommender.learn_one(profile, event, text[course], {}, shown=shown, media=course_media[course])
             profile = LearnerProfile.from_bytes(profile.to_bytes())  # as the worker's table stores it
     return hits / steps, recommender
 
 
-def test_learned_fusion_finds_what_only_the_images_show(embedded: dict[str, np.ndarray]) -> None:
-    """Every course has the same text; learners take up courses by what their images show."""
+@pytest.mark.parametrize("modality", ["image", "video"])
+def test_learned_fusion_finds_what_only_the_images_show(embedded: dict[str, np.ndarray], modality: str) -> None:
+    """Every course has the same text; learners take up courses by what their images (or their
+    videos' keyframes) show."""
     text = np.tile(embedded["boilerplate"], (len(embedded["images"]), 1))
     text_only, _ = run(text, None)
-    fused, recommender = run(text, embedded["images"])
+    fused, recommender = run(text, {modality: embedded[f"{modality}s"]})
     weights = recommender.fusion_weights()["weights"]
-    print(f"\nimages carry the signal: hit rate at {K}, text only {text_only:.3f}, learned fusion {fused:.3f}; "
-          f"image weight {PRIOR['image_similarity']:.2f} -> {weights['image']:.2f}")
+    print(f"\n{modality}s carry the signal: hit rate at {K}, text only {text_only:.3f}, learned fusion {fused:.3f}; "
+          f"{modality} weight {PRIOR[f'{modality}_similarity']:.2f} -> {weights[modality]:.2f}")
     assert fused >= 0.6 and fused >= text_only + 0.4
-    assert weights["image"] > PRIOR["image_similarity"]  # learned up from the prior
+    assert weights[modality] > PRIOR[f"{modality}_similarity"]  # learned up from the prior
 
 
 def test_image_noise_loses_its_weight_and_the_text_keeps_the_quality(embedded: dict[str, np.ndarray]) -> None:
     """The text carries the signal; each course's image is drawn at random, unrelated to its theme."""
     images = embedded["images"][np.random.default_rng(3).permutation(len(embedded["images"]))]
     text_only, _ = run(embedded["topics"], None)
-    fused, recommender = run(embedded["topics"], images)
+    fused, recommender = run(embedded["topics"], {"image": images})
     weights = recommender.fusion_weights()["weights"]
     print(f"\ntext carries the signal: hit rate at {K}, text only {text_only:.3f}, learned fusion {fused:.3f}; "
           f"image weight {PRIOR['image_similarity']:.2f} -> {weights['image']:.2f}")

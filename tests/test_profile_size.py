@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -14,8 +15,9 @@ from hypothesis import strategies as st
 
 from online.events import ClickEvent, QuizEvent, VideoEvent
 from online.mastery import MasteryModel
-from online.profile import CONTEXT_BYTES, MAX_BYTES, RECENT_BYTES, LearnerProfile, ProfileTooLarge
-from online.catalogue import MEDIA_DIM, MODALITIES
+from online.catalogue import MEDIA_DIM, MODALITIES, context_key
+from online.mastery import KnowledgeState
+from online.profile import MAX_BYTES, RECENT_BYTES, LearnerProfile, MediaInterest, ProfileTooLarge
 from online.recommender import Recommender
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -62,10 +64,11 @@ def test_64_events_of_every_kind_with_256_character_ids_and_a_full_knowledge_sta
     # the recent ids kept are the newest, in order, within their budget
     assert profile.recent == [e.course_id for e in events][len(events) - len(profile.recent):]
     assert sum(len(c.encode()) for c in profile.recent) <= RECENT_BYTES
-    if char == "a":  # 256 bytes: the two newest ids and the context fit
-        assert len(profile.recent) == 2 and profile.context == contexts[-1]
-    else:  # 1,024 bytes: neither fits, so none is kept rather than an older one passing for the latest
-        assert profile.recent == [] and profile.context is None
+    if char == "a":  # 256 bytes: the newest id fits
+        assert len(profile.recent) == 1
+    else:  # 1,015 bytes: it does not, so none is kept rather than an older one passing for the latest
+        assert profile.recent == []
+    assert profile.context == context_key(contexts[-1]) and profile.context.startswith("#")  # kept by its hash
 
 
 def test_short_ids_keep_all_eight_recent_courses_and_the_context() -> None:
@@ -99,7 +102,48 @@ def test_any_history_the_contract_accepts_fits(courses, contexts, tags, language
     last = events[-1].course_id
     assert profile.recent[-1:] == ([last] if len(last.encode()) <= RECENT_BYTES else [])
     context = contexts[(len(events) - 1) % len(contexts)]
-    assert profile.context == (context if len(context.encode()) <= CONTEXT_BYTES else None)
+    assert profile.context == context_key(context)
+
+
+def test_a_full_knowledge_state_beside_every_modality_is_kept_whole() -> None:
+    """A learner who answered 160 questions wrong over 16 skills and 8 courses (short tags, as
+    EdNet's), besides clicks and videos on courses with every modality: nothing is forgotten."""
+    kinds = ["quiz"] * 160 + ["click", "video"] * 20
+    events = [event(kind, i, f"course-{i % 8:02d}-2013J", f"event-{i:05d}", [f"{i % 16:03d}"])
+              for i, kind in enumerate(kinds)]
+    for e in events:  # every answer wrong: each question joins the missed list
+        if e.kind == "quiz":
+            object.__setattr__(e, "score", 0.0)
+    profile = learn(events, ["AAA-2013J"] * len(events), "en")
+
+    knowledge = profile.knowledge
+    assert (len(knowledge.skills), len(knowledge.courses), len(knowledge.missed)) == (16, 8, 128)
+    assert len(profile.recent) == 8 and profile.context == "AAA-2013J"
+
+
+def test_every_other_part_at_its_largest_leaves_the_knowledge_state_at_least_312_bytes() -> None:
+    """The worst case of every part but the knowledge state (the table in ``online.profile``): the
+    knowledge state forgets skills, then missed questions, to fit, and says how many."""
+    wide = "\U0001d518"
+    profile = LearnerProfile(
+        interest=np.ones(384, dtype=np.float32), weight=1.0, latest_time=1.7e9, recent=["a" * 32] * 8,
+        applied_offset=2**40, recent_event_hashes=[2**31] * 16, events=10**6, taken_count=10**6,
+        vector_version="v" * 32, context=context_key("m" * 32), language=wide * 16,
+        factors=np.ones(20, dtype=np.float32),
+        media={modality: MediaInterest(np.ones(MEDIA_DIM, dtype=np.float32), 1.0) for modality in MODALITIES},
+        knowledge=KnowledgeState(ability=-1.5, answers=10**5, skills={wide * 128 + str(i): [-1.5, 10**4] for i in range(16)},
+                                 courses={60_000 + i: [-1.5, 10**4] for i in range(8)}, missed=list(range(60_000, 60_128))),
+    )
+    for i in range(16):
+        profile.dismissed.add(f"course-{i}", time=1.7e9)
+    knowledge_room = MAX_BYTES - (len(msgpack.packb({**profile._state(), "k": None})) - 1)  # None: 1 byte
+
+    raw = profile.to_bytes()
+    assert len(raw) <= MAX_BYTES and profile.forgotten == 16 + (128 - len(profile.knowledge.missed))
+    assert knowledge_room >= 312
+    kept = LearnerProfile.from_bytes(raw).knowledge
+    assert kept.skills == {} and len(kept.courses) == 8 and len(kept.missed) >= 80
+    assert (kept.answers, kept.missed) == (10**5, list(range(60_128 - len(kept.missed), 60_128)))
 
 
 def test_a_profile_that_cannot_fit_is_refused_not_written() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 
+from online.catalogue import context_key
 from online.difficulty import sigmoid
 from online.events import utcnow
 from online.policies import assign
@@ -88,11 +89,13 @@ async def cold_start(user_id: str, context: str | None) -> dict[str, Any]:
     The lists are found by a scan of the local ``learned`` rows: outside a stream event, a
     keyed read of Faust's RocksDB store was seen to miss rows that the scan finds.
     """
+    known_as = context_key(context)
+
     def wanted(key: str) -> bool:
-        return key.endswith(f":popularity:t:{context}") if context is not None else ":popularity:t:" in key
+        return key.endswith(f":popularity:t:{known_as}") if known_as is not None else ":popularity:t:" in key
 
     top = DecayedPopularity().combined_top(top for key, top in learned.items() if wanted(key))
-    key = context or EVERY_CONTEXT
+    key = known_as or EVERY_CONTEXT
     popularity = DecayedPopularity(table={f"t:{key}": top, **{f"c:{course_id}": [score, then, then]
                                                                 for course_id, score, then in top}})
     engine = Recommender(popularity=popularity, explore_share=settings.explore_share)

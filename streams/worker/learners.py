@@ -151,6 +151,8 @@ class LearnerWindow(Unwritten):
         # Serialised now, as if written: the learner's next event learns from the same
         # (quantised) profile however the events fall into batches.
         self.profiles[key] = (profile.to_bytes(), event)
+        if profile.forgotten:
+            metrics.knowledge_forgotten.inc(profile.forgotten)
         self.partitions[event.message.partition] = event
         if settings.recommend_on_event:
             self.to_rank.append((event, value, wanted))
