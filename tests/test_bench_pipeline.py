@@ -12,25 +12,44 @@ import numpy as np
 import pytest
 
 from online.events import ClickEvent, Recommendation, Trigger
-from streams.tools.bench import Answer, Phase, learner_copy, percentile, real_events, scaled_catalogue
+from streams.tools.bench import (
+    Answer, Phase, learner_copy, modalities, percentile, real_catalogue, real_events, scaled_catalogue,
+)
 from streams.vectorstore import CoursePoint
 from tests.kafka_io import PROJECT_ROOT
 
 
 def test_scaled_catalogue_keeps_the_real_courses_and_labels_the_copies() -> None:
     rng = np.random.default_rng(1)
-    real = [CoursePoint(f"c{i}", {"text": (v := rng.normal(size=384).astype(np.float32)) / np.linalg.norm(v)},
-                        {"course_id": f"c{i}", "part_of": "p"}) for i in range(3)]
+
+    def unit(dim: int) -> np.ndarray:
+        vector = rng.normal(size=dim).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+    # copies carry the vectors the worker reads (the ranking one, the media ones), not the others
+    real = [CoursePoint(f"c{i}", {"text": unit(384), "fused": unit(384), "image_reduced": unit(32),
+                                  "video_reduced": unit(32)}, {"course_id": f"c{i}", "part_of": "p"}) for i in range(3)]
     catalogue = scaled_catalogue(real, 10, "text")
     assert [p.course_id for p in catalogue[:3]] == ["c0", "c1", "c2"]
     copies = catalogue[3:]
     assert len({p.course_id for p in catalogue}) == 10
+    assert modalities(catalogue, "text") == ["text", "image", "video"]
     for copy in copies:
         original = real[[p.course_id for p in real].index(copy.payload["synthetic_copy_of"])]
         assert copy.payload["course_id"] == copy.course_id != original.course_id
         assert copy.payload["part_of"] == "p"
-        cosine = float(copy.vectors["text"] @ original.vectors["text"])
-        assert 0.7 < cosine < 0.999 and math.isclose(float(np.linalg.norm(copy.vectors["text"])), 1.0, rel_tol=1e-5)
+        assert set(copy.vectors) == {"text", "image_reduced", "video_reduced"}
+        for name, vector in copy.vectors.items():  # each as near its original, whatever its size
+            cosine = float(vector @ original.vectors[name])
+            assert 0.7 < cosine < 0.999 and math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-5)
+    text_only = [CoursePoint(p.course_id, {"text": p.vectors["text"]}, p.payload) for p in real]
+    assert modalities(scaled_catalogue(text_only, 5, "text"), "text") == ["text"]
+
+
+def test_every_real_course_shows_a_photograph_and_a_video(shared_data) -> None:
+    courses = real_catalogue(shared_data)
+    assert all(len(course.images) == 1 and course.video is not None for course in courses)
+    assert len({course.images[0].data for course in courses}) == len({course.video.data for course in courses}) == 6
 
 
 def test_learner_copies_remap_ids_and_keep_the_rest(shared_data) -> None:
@@ -96,7 +115,8 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     assert worker["cpu_ms_per_event"] > 0 and ceiling["cpu_ms_per_event"] >= 0
     assert worker["ratio_to_passthrough"] == pytest.approx(worker["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
     assert 0 < worker["p50_ms"] <= worker["p99_ms"] <= worker["max_ms"]
-    assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567}
+    assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567,
+                                   "modalities": ["text", "image", "video"]}
     assert worker["rss_mb"] > 50 and worker["peak_rss_mb"] >= worker["rss_mb"]
 
     paced = figures["freshness"]["100/s"]
@@ -106,8 +126,13 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     assert learners["events"] == 200 and learners["p50_ms"] > 0
     assert figures["cost_growth"]["by_catalogue_size"]["1000"]["courses"] == 1000
 
+    # profile bytes with every modality on: learners' profiles hold image and video interests too
     profiles = figures["profiles"]
     assert profiles["learners"] >= 150  # the copies, besides the real learners
+    assert profiles["catalogue_modalities"] == ["text", "image", "video"]
     assert 0 < profiles["mean_bytes"] <= profiles["max_bytes"] <= 2048
+    assert set(profiles["media_interests"]) == {"image", "video"}
+    assert all(0.5 * profiles["learners"] < n <= profiles["learners"] for n in profiles["media_interests"].values())
+    assert "profile bytes (mean/max), text+image+video on" in done.stderr
     for row in ("pass-through (ceiling)", "Faust floor, saturated", "worker, saturated"):
         assert row in done.stderr

@@ -10,7 +10,6 @@ import base64
 import csv
 import functools
 import http.server
-import io
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,12 +20,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from skimage import data
 
 from encoders.embedder import Course, Embedder, Encoders, course_text
 from encoders.service import ServiceHandle, serve_in_background
 from encoders.settings import EncoderSettings
 from encoders.video import VideoEncoder
+from streams.tools.photos import jpeg, mp4, photo
 
 pytestmark = pytest.mark.model
 
@@ -40,27 +39,8 @@ def service(encoders: Encoders) -> Iterator[ServiceHandle]:
         yield handle
 
 
-def photo(name: str, box: tuple[int, int, int, int] | None = None) -> Image.Image:
-    image = Image.fromarray(getattr(data, name)())
-    return image.crop(box) if box else image
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-def write_video(path: Path, photos: list[Image.Image], frames_each: int = 6) -> Path:
-    """A short MPEG-4 video showing each photo in turn, a keyframe at each change."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=6)
-        stream.width, stream.height, stream.pix_fmt, stream.gop_size = 320, 240, "yuv420p", frames_each
-        for image in photos:
-            frame = av.VideoFrame.from_image(image.resize((320, 240)))
-            for _ in range(frames_each):
-                container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+def write_video(path: Path, photos: list[Image.Image]) -> Path:
+    path.write_bytes(mp4(photos))
     return path
 
 

@@ -28,8 +28,8 @@ from PIL import Image
 
 from encoders.service import ServiceHandle, serve_in_background
 from encoders.settings import EncoderSettings
+from streams.tools.photos import jpeg, photo
 from streams.tools.processes import free_port, terminate
-from tests.test_encoder_models import jpeg, photo
 
 pytestmark = pytest.mark.model
 MiB = 1024 * 1024

@@ -15,8 +15,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
-from skimage import data
 
 from encoders.embedder import Encoders
 from encoders.projection import Projection
@@ -26,11 +24,10 @@ from online.catalogue import Catalogue
 from online.events import ClickEvent
 from online.profile import LearnerProfile
 from online.recommender import FUSION_FEATURES, PRIOR, Recommender, Shown
+from streams.tools.photos import PHOTOS, crops
 
 pytestmark = pytest.mark.model
 
-#: Real photographs, one a theme; each course shows its own crop of one of them.
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 #: What each theme's courses say, where the text carries the signal.
 TOPICS = (
     "Python programming: variables, loops, functions and debugging your first programs.",
@@ -48,19 +45,6 @@ LEARNERS = 96
 TAKE_UPS = 4
 K = 10
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-def crops(name: str, count: int, rng: np.random.Generator) -> list[Image.Image]:
-    """``count`` different views of a photograph: random crops of 55-85% of each side, some mirrored."""
-    image = Image.fromarray(getattr(data, name)()).convert("RGB")
-    width, height = image.size
-    views = []
-    for i in range(count):
-        w, h = (int(side * rng.uniform(0.55, 0.85)) for side in (width, height))
-        left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-        view = image.crop((left, top, left + w, top + h))
-        views.append(ImageOps.mirror(view) if i % 2 else view)
-    return views
 
 
 @pytest.fixture(scope="module")

@@ -343,28 +343,15 @@ def test_a_course_s_images_shape_the_lists_of_the_learners_who_took_it(broker, e
     """Courses that say the same thing in words, half showing a cat, half a rocket (real photos):
     a learner who took a cat course is shown cat courses first, one who took a rocket course
     rocket courses, and the images are given as the reason. In text alone, the two are alike."""
-    import io
-
     import numpy as np
-    from PIL import Image, ImageOps
-    from skimage import data
 
     from online.events import ClickEvent
-
-    def views(name: str, count: int) -> list[str]:
-        image, rng, found = Image.fromarray(getattr(data, name)()).convert("RGB"), np.random.default_rng(1), []
-        for i in range(count):
-            w, h = (int(side * rng.uniform(0.6, 0.85)) for side in image.size)
-            left, top = int(rng.integers(0, image.width - w + 1)), int(rng.integers(0, image.height - h + 1))
-            view = image.crop((left, top, left + w, top + h))
-            buffer = io.BytesIO()
-            (ImageOps.mirror(view) if i % 2 else view).save(buffer, "JPEG")
-            found.append(base64.b64encode(buffer.getvalue()).decode())
-        return found
+    from streams.tools.photos import crops, jpeg
 
     courses = [CourseContent(course_id=f"{theme}-{i}", title="An online course",
-                             description="Short videos, readings and a quiz every week.", images=[{"data": picture}])
-               for theme in ("chelsea", "rocket") for i, picture in enumerate(views(theme, 6))]
+                             description="Short videos, readings and a quiz every week.",
+                             images=[{"data": base64.b64encode(jpeg(view)).decode()}])
+               for theme in ("chelsea", "rocket") for i, view in enumerate(crops(theme, 6, np.random.default_rng(1)))]
     pipeline = new_pipeline(broker, encoder_service, tmp_path)
     pipeline.env["COURSESTREAM_EXPLORE_SHARE"] = "0"
     worker = pipeline.worker()

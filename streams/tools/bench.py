@@ -3,8 +3,10 @@
 Everything runs on the embedded broker (Tansu) with the encoder service in this process, as in
 ``coursestream demo``; the learner events are real (OULAD module AAA and EdNet-KT4 from
 ``../shared/data``, interleaved by time since each log's start) and so is the catalogue (OULAD
-AAA's resources and assessments, EdNet's TOEIC parts, embedded by the encoder service). One run
-measures:
+AAA's resources and assessments, EdNet's TOEIC parts, embedded by the encoder service), with every
+modality on: each course also shows an image and a video of real photographs (scikit-image's,
+see :func:`with_media`), so learners' profiles hold image and video interests besides the text
+one. One run measures:
 
 - **ceiling**: a bare aiokafka consume-then-produce process passing the same events from a
   learner-events topic to a recommendations topic (same partitions, same broker, same fetch
@@ -23,7 +25,7 @@ measures:
 - **cost growth**: latency at one offered load with catalogues of growing size (real course
   vectors plus noisy copies, each copy's payload labelled ``synthetic_copy_of``) and with
   growing numbers of learners (copies of real learners with remapped ids, ``~L<copy>``), bytes
-  per learner profile and the worker's resident memory.
+  per learner profile (and how many hold each media interest) and the worker's resident memory.
 
 Every measured event must come out as exactly one recommendation naming it as its trigger (or
 among its ``coalesced`` triggers); ``checks`` counts what did not. A coalesced event's latency
@@ -33,6 +35,7 @@ runs to the list that answers it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import heapq
 import json
 import math
@@ -54,24 +57,29 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from online.events import ClickEvent, CourseContent, QuizEvent, VideoEvent
+from online.catalogue import MODALITIES
+from online.events import ClickEvent, CourseContent, MediaRef, QuizEvent, VideoEvent, VideoRef
+from online.profile import LearnerProfile
 from online.sources import InvalidRow, ednet_catalogue, oulad_catalogue, read_ednet_kt4, read_oulad
 from streams.encoder_client import EncoderClient
 from streams.replay import replay_events
 from streams.settings import Settings
 from streams.tools.embedded_broker import FETCH_MAX_WAIT_MS, true_end_offsets
+from streams.tools.photos import PHOTOS, crops, jpeg, mp4
 from streams.tools.processes import WorkerProcess, embedded_env, embedded_services, settings_from
 from streams.topics import ensure_topics
-from streams.vectorstore import CoursePoint, EdgeVectorStore, course_point
+from streams.vectorstore import MEDIA_VECTORS, CoursePoint, EdgeVectorStore, course_point
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 #: The OULAD presentations replayed (the ones meant for tuning and benchmarks).
 OULAD_PRESENTATIONS = [("AAA", "2013J"), ("AAA", "2014J")]
-#: Standard deviation of the noise added to each component of a copied course vector (384-d,
-#: unit length): a copy's cosine to its original is about 0.9.
-COPY_NOISE = 0.025
+#: Length of the noise added to a copied course vector (unit length), spread evenly over its
+#: components whatever its size: a copy's cosine to its original is about 0.9.
+COPY_NOISE = 0.5
+#: Keyframes of each course's video.
+VIDEO_KEYFRAMES = 2
 #: Learner events sent (and answered) before anything is measured.
 WARM_UP_EVENTS = 200
 #: What :meth:`Phase.check` counts.
@@ -106,8 +114,22 @@ def real_events(data: Path, limit: int) -> list[LearnerEvent]:
 
 
 def real_catalogue(data: Path) -> list[CourseContent]:
-    return [*oulad_catalogue(data / "oulad", presentations=OULAD_PRESENTATIONS),
-            *ednet_catalogue(data / "ednet" / "contents")]
+    """OULAD AAA's and EdNet's courses, with media (:func:`with_media`)."""
+    return with_media([*oulad_catalogue(data / "oulad", presentations=OULAD_PRESENTATIONS),
+                       *ednet_catalogue(data / "ednet" / "contents")])
+
+
+def with_media(courses: Sequence[CourseContent], seed: int = 0) -> list[CourseContent]:
+    """The courses, each with an image and a video: a view of one of :data:`PHOTOS` (in turn, course
+    by course) and a video of other views of it. A photograph's media are made once and shared by
+    its courses; the encoder service still embeds them course by course, as it would in production."""
+    rng = np.random.default_rng(seed)
+    media = []
+    for name in PHOTOS:
+        image, *keyframes = crops(name, 1 + VIDEO_KEYFRAMES, rng)
+        media.append({"images": [MediaRef(data=base64.b64encode(jpeg(image)).decode())],
+                      "video": VideoRef(data=base64.b64encode(mp4(keyframes)).decode())})
+    return [course.model_copy(update=media[n % len(media)]) for n, course in enumerate(courses)]
 
 
 async def embed(encoder_url: str, courses: Sequence[CourseContent], batch: int = 32) -> list[CoursePoint]:
@@ -127,17 +149,29 @@ async def embed(encoder_url: str, courses: Sequence[CourseContent], batch: int =
 def scaled_catalogue(real: Sequence[CoursePoint], size: int, using: str, seed: int = 0) -> list[CoursePoint]:
     """The real courses, then noisy copies of them up to ``size`` (labelled ``synthetic_copy_of``).
 
-    Copies carry only the ranking vector (``using``): the worker reads no other."""
+    Copies carry the vectors the worker reads: the ranking vector (``using``) and the media ones
+    (:data:`~streams.vectorstore.MEDIA_VECTORS`) their original has, each with noise of its own."""
     rng = np.random.default_rng(seed)
     points = list(real[:size])
     for n in range(size - len(points)):
         original = real[n % len(real)]
-        vector = original.vectors[using] + rng.normal(0.0, COPY_NOISE, original.vectors[using].shape)
-        vector = (vector / np.linalg.norm(vector)).astype(np.float32)
+        vectors = {}
+        for name in (using, *MEDIA_VECTORS.values()):
+            if name in original.vectors:
+                vector = original.vectors[name]
+                vector = vector + rng.normal(0.0, COPY_NOISE / math.sqrt(len(vector)), vector.shape)
+                vectors[name] = (vector / np.linalg.norm(vector)).astype(np.float32)
         course_id = f"{original.course_id}~copy{n}"
         payload = {**original.payload, "course_id": course_id, "synthetic_copy_of": original.course_id}
-        points.append(CoursePoint(course_id, {using: vector}, payload))
+        points.append(CoursePoint(course_id, vectors, payload))
     return points
+
+
+def modalities(points: Sequence[CoursePoint], using: str) -> list[str]:
+    """The modalities every course of the catalogue has: text (the ranking vector ``using``) and
+    each media modality (:data:`~online.catalogue.MODALITIES`)."""
+    names = {"text": using} | {m: MEDIA_VECTORS[m] for m in MODALITIES}
+    return [modality for modality, name in names.items() if all(name in point.vectors for point in points)]
 
 
 def build_store(path: Path, points: Sequence[CoursePoint], batch: int = 2000) -> float:
@@ -352,13 +386,14 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {name: round(int(fields[key].split()[0]) / 1024, 1) for name, key in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM"))}
 
 
-async def profile_bytes(settings: Settings) -> dict[str, float]:
-    """Size of each learner's latest profile row, from the profiles table's changelog."""
+async def profile_bytes(settings: Settings) -> dict[str, Any]:
+    """Size of each learner's latest profile row, from the profiles table's changelog, and how many
+    of those profiles hold an interest in each media modality."""
     topic = f"{settings.app_id}-profiles-changelog"
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
-    sizes: dict[bytes, int] = {}
+    latest: dict[bytes, tuple[int, tuple[str, ...]]] = {}  # learner -> bytes, media interests
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(partitions)
@@ -366,12 +401,18 @@ async def profile_bytes(settings: Settings) -> dict[str, float]:
         end = await true_end_offsets(settings.kafka_bootstrap_servers, await consumer.end_offsets(partitions))
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             for batch in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                sizes.update((message.key, len(message.value or b"")) for message in batch)
+                for message in batch:
+                    if message.value is None:  # a forgotten learner's tombstone
+                        latest.pop(message.key, None)
+                    else:
+                        media = tuple(LearnerProfile.from_bytes(message.value).media)
+                        latest[message.key] = len(message.value), media
     finally:
         await consumer.stop()
-    values = list(sizes.values())
-    return {"learners": len(values), "mean_bytes": round(statistics.fmean(values), 1) if values else 0,
-            "max_bytes": max(values, default=0)}
+    sizes = [size for size, _ in latest.values()]
+    return {"learners": len(sizes), "mean_bytes": round(statistics.fmean(sizes), 1) if sizes else 0,
+            "max_bytes": max(sizes, default=0),
+            "media_interests": {m: sum(m in media for _, media in latest.values()) for m in MODALITIES}}
 
 
 @dataclass
@@ -408,6 +449,7 @@ async def _worker_pipeline(setup: Setup, name: str, catalogue_size: int, warm_up
     await pipeline.send(warm_up, timeout_s=300)
     catalogue = {"courses": len(points), "real": min(len(points), len(setup.real_points)),
                  "synthetic_copies": max(0, len(points) - len(setup.real_points)),
+                 "modalities": modalities(points, settings.ranking_vector),
                  "store_build_s": round(build_s, 1), "worker_ready_s": round(time.monotonic() - started, 1)}
     return pipeline, worker, catalogue
 
@@ -518,6 +560,7 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
         setup = Setup(broker.bootstrap_servers, encoder_url, Path(tmp), partitions, real_points, coalesce_bursts)
         result["data"] = {"events": "OULAD AAA 2013J+2014J and EdNet-KT4 (real), interleaved by time since each "
                           "log's start", "catalogue": f"{len(real_points)} real courses (OULAD AAA, EdNet TOEIC parts)"
+                          " with an image and a video of scikit-image's photographs each,"
                           " embedded by the encoder service; larger catalogues add noisy copies (synthetic_copy_of)"}
         progress("pass-through (ceiling)")
         result["ceiling"] = await _ceiling(setup, warm_up, saturating, list(zip(loads, paced)))
@@ -552,7 +595,8 @@ async def _run(n_events: int, catalogue_sizes: Sequence[int], learner_counts: Se
                 learners_seen = max(learners_seen, count)
                 by_learners[str(count)] = (await pipeline.send(later, rate=scale_load)).figures()
             result["worker"].update(rss_mb(worker.process.pid))
-            result["profiles"] = await profile_bytes(pipeline.settings)
+            # measured with every modality the catalogue has on: its courses' text, images and video
+            result["profiles"] = {**await profile_bytes(pipeline.settings), "catalogue_modalities": built["modalities"]}
             for phase in pipeline.phases:
                 checks.update(phase.check())
             checked = sum(len(phase.events) for phase in pipeline.phases)
@@ -606,7 +650,11 @@ def table(result: dict[str, Any]) -> str:
     for count, figures in growth["by_learners"].items():
         rows.append((f"{int(count):,} learners at {growth['offered_per_s']:g}/s", f"p50 {figures['p50_ms']} ms",
                      f"p99 {figures['p99_ms']} ms"))
-    rows.append(("profile bytes (mean/max)", f"{result['profiles']['mean_bytes']:.0f}", f"{result['profiles']['max_bytes']}"))
+    profiles = result["profiles"]
+    interests = profiles["media_interests"]
+    rows.append((f"profile bytes (mean/max), {'+'.join(profiles['catalogue_modalities'])} on",
+                 f"{profiles['mean_bytes']:.0f}", f"{profiles['max_bytes']}; {'/'.join(interests)} interests in "
+                 f"{'/'.join(f'{n:,}' for n in interests.values())} of {profiles['learners']:,} learners"))
     rows.append(("worker RSS (now/peak)", f"{worker['rss_mb']} MB", f"{worker['peak_rss_mb']} MB"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>18}  {c}" for a, b, c in rows)
