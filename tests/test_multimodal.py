@@ -1,7 +1,7 @@
 """Every modality counts: on real photographs (scikit-image's) embedded by the real models, the
 learned fusion finds what learners take up by what the courses' images (or videos, keyframes of
-the photographs) show, where text cannot; and where the text carries the signal and the images are noise, the image weight falls and the
-lists are as good as text alone.
+the photographs) show, where text cannot; and where the text carries the signal and the images
+are noise, the image weight falls and the lists are as good as text alone.
 
 Each learner takes up courses of one theme in a random order; before each take-up after their
 first, the recommender ranks the whole catalogue (what they took aside) and the step is a hit if
