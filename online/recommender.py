@@ -106,7 +106,9 @@ PRIOR_INTERCEPT = -4.0
 #: ``COURSESTREAM_RERANKER_LEARNING_RATE`` turns learning on). Its negatives are the learner's own
 #: last list, a biased sample (the ranking's own top), so they weigh together as much as the
 #: positive. On OULAD AAA no learning rule beat the prior (NDCG@10 of 2013J and the held-out
-#: 2014J); learning is for a catalogue or population unlike the prior's.
+#: 2014J): neither this one nor the fusion's pairwise step (:data:`FUSION_LEARNING_RATE`) taken on
+#: every feature, whose negatives are the same list (it lowers BBB's too), nor a softmax step over
+#: every candidate as ranked. Learning is for a catalogue or population unlike the prior's.
 LEARNING_RATE = 0.0
 #: The step of the learned fusion: the media features' weights (``online.features.MEDIA_FEATURES``)
 #: learned from every take-up against the shown courses left (``Reranker.learn_list``), from the
@@ -264,18 +266,16 @@ class Recommender:
         left = [j for j, shown_id in enumerate(shown.course_ids) if shown_id != course_id]
         if not left:
             return
-        taken: dict[str, float] = {}
+        taken = np.zeros(len(FUSION_FEATURES))
         for modality in MODALITIES:
             similarity = profile.media_similarity(modality, media.get(modality))
             if similarity is not None:
                 name, known = MEDIA_FEATURES[modality]
-                taken[name], taken[known] = similarity, 1.0
-        columns = [COLUMN[name] for name in FUSION_FEATURES]
-        others = shown.features[left][:, columns]
-        if not taken and not others.any():  # text only: nothing to learn, spare the table a write
+                taken[FUSION_FEATURES.index(name)], taken[FUSION_FEATURES.index(known)] = similarity, 1.0
+        others = shown.features[left][:, [COLUMN[name] for name in FUSION_FEATURES]]
+        if not taken.any() and not others.any():  # text only: nothing to learn, spare the table a write
             return
-        self.reranker.learn_list(taken, [dict(zip(FUSION_FEATURES, row)) for row in others.tolist()], FUSION_FEATURES,
-                                 self.fusion_learning_rate)
+        self.reranker.learn_list(taken, others, FUSION_FEATURES, self.fusion_learning_rate)
 
     def fusion_weights(self) -> dict[str, dict[str, float]]:
         """The weight of each modality's similarity (text: the interest's) and, for media, of its

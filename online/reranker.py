@@ -116,27 +116,27 @@ class Reranker(base.Classifier):
         model.learn_one(dict(x), y, w=w)
         self._store(model)
 
-    def learn_list(self, taken: Mapping[str, float], left: Sequence[Mapping[str, float]], names: Sequence[str],
-                   learning_rate: float) -> None:
+    def learn_list(self, taken: np.ndarray, left: np.ndarray, names: Sequence[str], learning_rate: float) -> None:
         """Learn the weights of the features ``names`` only from one take-up: the taken course's
-        features ``taken`` should score above each shown course the learner left (``left``).
+        features ``taken`` (a vector over ``names``) should score above each shown course the
+        learner left (``left``, a row each).
 
         A pairwise logistic step on the score those features add, one for each left course (each
         pair is an example); every other weight stays. The features' differences carry the signal, so a feature the
         same for all (a modality no course has) moves nothing.
 
         >>> reranker = Reranker(prior={"image_similarity": 1.0, "similarity": 2.0})
-        >>> reranker.learn_list({"image_similarity": 0.9}, [{"image_similarity": 0.2}], ["image_similarity"], 0.5)
+        >>> reranker.learn_list(np.array([0.9]), np.array([[0.2]]), ["image_similarity"], 0.5)
         >>> round(reranker.weights()["image_similarity"], 3), reranker.weights()["similarity"]
         (1.116, 2.0)
         """
+        differences = taken[None, :] - left
+        if not differences.any():
+            return
         model = self._load()
         weights = np.array([model._weights.get(name, 0.0) for name in names])
-        differences = np.array([[taken.get(name, 0.0) - other.get(name, 0.0) for name in names] for other in left])
-        if not len(differences) or not differences.any():
-            return
         margins = np.clip(differences @ weights, -30.0, 30.0)
-        step = learning_rate * ((1.0 - 1.0 / (1.0 + np.exp(-margins)))[:, None] * differences).sum(axis=0)
+        step = learning_rate * ((1.0 - 1.0 / (1.0 + np.exp(-margins))) @ differences)
         for name, weight in zip(names, (weights + step).tolist()):
             model._weights[name] = weight
         self._store(model)
