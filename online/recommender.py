@@ -106,9 +106,7 @@ PRIOR_INTERCEPT = -4.0
 #: ``COURSESTREAM_RERANKER_LEARNING_RATE`` turns learning on). Its negatives are the learner's own
 #: last list, a biased sample (the ranking's own top), so they weigh together as much as the
 #: positive. On OULAD AAA no learning rule beat the prior (NDCG@10 of 2013J and the held-out
-#: 2014J): neither this one nor the fusion's pairwise step (:data:`FUSION_LEARNING_RATE`) taken on
-#: every feature, whose negatives are the same list (it lowers BBB's too), nor a softmax step over
-#: every candidate as ranked. Learning is for a catalogue or population unlike the prior's.
+#: 2014J); learning is for a catalogue or population unlike the prior's.
 LEARNING_RATE = 0.0
 #: The step of the learned fusion: the media features' weights (``online.features.MEDIA_FEATURES``)
 #: learned from every take-up against the shown courses left (``Reranker.learn_list``), from the
