@@ -191,7 +191,7 @@ class KnowledgeState:
             answers=int(answers),
             skills={skill: [_logit(value), int(n)] for skill, (value, n) in data.get("s", {}).items()},
             courses={int(course): [value / _SCALE, int(n)] for course, value, n in data.get("c", ())},
-            missed=[int(question) for question in data.get("m", ())],
+            missed=list(map(int, data.get("m", ()))),
         )
 
 
