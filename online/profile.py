@@ -161,7 +161,7 @@ def _packed_knowledge(knowledge: KnowledgeState) -> dict:
 def _unpacked_knowledge(state: dict) -> dict:
     """Inverse of :func:`_packed_knowledge`; a row with the hashes as a list of ints reads as it is."""
     missed = state.get("m")
-    return {**state, "m": np.frombuffer(missed, dtype="<u2").tolist()} if isinstance(missed, bytes) else state
+    return {**state, "m": list(struct.unpack(f"<{len(missed) // 2}H", missed))} if isinstance(missed, bytes) else state
 
 
 @dataclass

@@ -190,7 +190,7 @@ def evaluate(
     scores the knowledge model's next-answer predictions (AUC, RMSE, log-loss) against baselines and BKT.
     """
     from online.sources import READERS, detect_format
-    from streams.tools.evaluation import POLICY_NAMES, evaluate_log
+    from streams.tools.evaluation import POLICY_NAMES, evaluate_log, vectors_refused
 
     try:
         chosen = format or detect_format(source)
@@ -203,11 +203,9 @@ def evaluate(
     if unknown or not names:
         raise typer.BadParameter(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}",
                                  param_hint="--policies")
-    from online.evaluation.recommender_policy import VECTOR_ABLATIONS
-
-    if vectors not in VECTOR_ABLATIONS or (through_kafka and vectors != "learned"):
-        raise typer.BadParameter(f"choose from {', '.join(VECTOR_ABLATIONS)} (through Kafka: learned)",
-                                 param_hint="--vectors")
+    refused = vectors_refused(vectors, through_kafka)
+    if refused:
+        raise typer.BadParameter(refused, param_hint="--vectors")
     pairs = [tuple(p.split("-", 1)) for p in presentation or ["AAA-2013J"]]
     if any(len(pair) != 2 for pair in pairs):
         raise typer.BadParameter("give presentations as MODULE-PRESENTATION, e.g. AAA-2013J", param_hint="--presentation")

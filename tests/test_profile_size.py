@@ -25,13 +25,16 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 WIDE = "\U0001d518"
 
 
-def event(kind: str, i: int, course: str, event_id: str, tags: list[str]) -> ClickEvent | VideoEvent | QuizEvent:
+def event(kind: str, i: int, course: str, event_id: str, tags: list[str],
+          score: float | None = None) -> ClickEvent | VideoEvent | QuizEvent:
+    """An event of ``kind``; a quiz scores ``score`` (by default, one of five scores in turn)."""
     common = {"event_id": event_id, "user_id": "u", "course_id": course, "event_time": START + timedelta(hours=i)}
     if kind == "click":
         return ClickEvent(**common, action="open", item_id=event_id)
     if kind == "video":
         return VideoEvent(**common, video_id=event_id, watched_seconds=30, position_seconds=30, video_length_seconds=60)
-    return QuizEvent(**common, quiz_id=event_id, question_id=event_id, skill_tags=tags, score=(i % 5) / 4)
+    return QuizEvent(**common, quiz_id=event_id, question_id=event_id, skill_tags=tags,
+                     score=(i % 5) / 4 if score is None else score)
 
 
 def learn(events: list, contexts: list[str], language: str) -> LearnerProfile:
@@ -109,11 +112,8 @@ def test_a_full_knowledge_state_beside_every_modality_is_kept_whole() -> None:
     """A learner who answered 160 questions wrong over 16 skills and 8 courses (short tags, as
     EdNet's), besides clicks and videos on courses with every modality: nothing is forgotten."""
     kinds = ["quiz"] * 160 + ["click", "video"] * 20
-    events = [event(kind, i, f"course-{i % 8:02d}-2013J", f"event-{i:05d}", [f"{i % 16:03d}"])
-              for i, kind in enumerate(kinds)]
-    for e in events:  # every answer wrong: each question joins the missed list
-        if e.kind == "quiz":
-            object.__setattr__(e, "score", 0.0)
+    events = [event(kind, i, f"course-{i % 8:02d}-2013J", f"event-{i:05d}", [f"{i % 16:03d}"], score=0.0)
+              for i, kind in enumerate(kinds)]  # every answer wrong: each question joins the missed list
     profile = learn(events, ["AAA-2013J"] * len(events), "en")
 
     knowledge = profile.knowledge

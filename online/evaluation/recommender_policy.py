@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 
 from online.candidates import shortlist
-from online.catalogue import Catalogue
+from online.catalogue import MODALITIES, Catalogue
 from online.events import ClickEvent, QuizEvent, VideoEvent
-from online.catalogue import MODALITIES
 from online.profile import LearnerProfile
 from online.recommender import (
     FUSION_LEARNING_RATE,

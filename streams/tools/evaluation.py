@@ -184,6 +184,14 @@ def project_policy(
                                      vectors_used=vectors_used)
 
 
+def vectors_refused(vectors: str, through_kafka: bool) -> str | None:
+    """Why the project's policy cannot rank with ``vectors`` (None: it can): an unknown ablation, or
+    through Kafka one other than ``learned`` (the worker ranks with its own configuration)."""
+    if vectors not in VECTOR_ABLATIONS or (through_kafka and vectors != "learned"):
+        return f"choose from {', '.join(VECTOR_ABLATIONS)} (through Kafka: learned)"
+    return None
+
+
 def seeded(factory: Callable[[], object], seed: int) -> Callable[[], object]:
     """The factory with ``seed`` in its latent factors, if it has any (the others draw no random numbers)."""
     factors = inspect.signature(factory).parameters.get("factors")
@@ -416,8 +424,9 @@ def evaluate_log(
     own (the embedded broker; the encoder in this process).
     """
     settings = settings or Settings()
-    if vectors not in VECTOR_ABLATIONS or (through_kafka and vectors != "learned"):
-        raise ValueError(f"--vectors {vectors}: choose from {', '.join(VECTOR_ABLATIONS)} (through Kafka: learned)")
+    refused = vectors_refused(vectors, through_kafka)
+    if refused:
+        raise ValueError(f"--vectors {vectors}: {refused}")
     unknown = [name for name in policies if name not in POLICY_NAMES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}")
