@@ -11,16 +11,18 @@ popularity (see ``online.recommender.PRIOR``).
 
 State is split as the stream processor keeps it: the learner's factors live in their profile
 (``online.profile``, 20 float32s), the courses' in a table (course id -> factors and arrival). A
-course's factors start from a normal draw seeded by its id, and negatives are drawn from a
-random source seeded by the event's id, so a replay learns exactly the same numbers.
+course's factors start from a normal draw seeded by its id, and negatives are drawn by
+splitmix64 seeded by a hash of the event's id, so a replay learns exactly the same numbers.
 
 The use's step is river's ``FunkMF.learn_one`` (squared loss, clipped gradient, both gradients
-taken before either vector moves) written on the arrays directly: the same arithmetic in the same
-order, so the same bits (``tests/test_recommender.py`` checks it against river), without the
-mapping and optimizer calls that took most of the time of a step of 20 numbers. An event's
+taken before either vector moves) on the arrays directly, the same arithmetic in the same
+order, so the same bits (``tests/test_recommender.py`` checks it against river). An event's
 negatives then take one mini-batch step together (each gradient at the same learner factors)
-rather than one step each: a few array operations instead of a Python loop of steps, with the
-same ranking quality on OULAD AAA (NDCG@10 within 0.001 of one step each).
+rather than one step each, with the same ranking quality on OULAD AAA (NDCG@10 within 0.001 of
+one step each). Both steps, and the draws, are one compiled kernel each (numba): for vectors
+of 20 numbers, array calls from Python cost far more than the arithmetic. numba keeps the
+compiled code in ``__pycache__`` beside this file or in the user's cache directory; where
+neither is writable, ``NUMBA_CACHE_DIR`` names one (the worker's image sets it).
 
 >>> import numpy as np
 >>> factors = CourseFactors(n_factors=4, negatives=2)
@@ -41,10 +43,10 @@ True
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 from river import base
 
@@ -53,12 +55,61 @@ from online.rows import RowCache
 
 #: River's ``FunkMF`` default gradient clip.
 CLIP_GRADIENT = 1e12
+#: Draws for each negative before it is given up (all used, or the used course itself).
+_ATTEMPTS = 10
 
 
 def _initial(key: str, n_factors: int) -> np.ndarray:
     """River's default initialisation (normal, sigma 0.1), seeded by ``key``: the same on every replay."""
     seed = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
     return np.random.default_rng(seed).normal(0.0, 0.1, n_factors)
+
+
+def _seed(key: str) -> int:
+    """A 64-bit seed from ``key`` (an event id), signed as the kernel takes it: the same on every replay."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+@numba.njit(cache=True)
+def _draws(seed: int, n: int, count: int) -> np.ndarray:
+    """``count`` draws from ``range(n)``, by splitmix64 from ``seed`` (as unsigned 64-bit words)."""
+    state = np.uint64(seed)
+    out = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        state += np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        out[i] = np.int64(z % np.uint64(n))
+    return out
+
+
+@numba.njit(cache=True)
+def _step(latents: np.ndarray, learner: np.ndarray, slots: np.ndarray, learning_rate: float, l2: float,
+          clip: float) -> None:
+    """A use's SGD steps, in place: river's ``FunkMF.learn_one`` toward 1 on the row ``slots[0]``
+    (both gradients taken before either vector moves), then one mini-batch step toward 0 on the
+    negatives ``slots[1:]`` (distinct rows), each gradient at the same learner factors."""
+    n = learner.shape[0]
+    course = latents[slots[0]]
+    gradient = 2.0 * (np.dot(learner, course) - 1.0)
+    gradient = min(max(gradient, -clip), clip)
+    for f in range(n):
+        learner_gradient = gradient * course[f] + l2 * learner[f]
+        course[f] -= learning_rate * (gradient * learner[f] + l2 * course[f])
+        learner[f] -= learning_rate * learner_gradient
+    if slots.shape[0] == 1:
+        return
+    learner_gradient = (slots.shape[0] - 1) * l2 * learner
+    for j in range(1, slots.shape[0]):
+        negative = latents[slots[j]]
+        gradient = min(max(2.0 * np.dot(negative, learner), -clip), clip)
+        for f in range(n):
+            learner_gradient[f] += gradient * negative[f]
+            negative[f] -= learning_rate * (gradient * learner[f] + l2 * negative[f])
+    for f in range(n):
+        learner[f] -= learning_rate * learner_gradient[f]
 
 
 class CourseFactors(base.Estimator):
@@ -106,44 +157,23 @@ class CourseFactors(base.Estimator):
             self._latents.set(course_id, self.table[course_id]["v"])
             self._courses.append(course_id)
         vector = _initial(seed, self.n_factors) if learner is None else np.array(learner, dtype=np.float64)
-        self._step(vector, course_id, 1.0)
-        rng = random.Random(seed)
         courses = self._courses
         negatives: dict[str, None] = {}  # distinct, in draw order
-        for _ in range(self.negatives if len(courses) > 1 else 0):
-            for _attempt in range(10):
-                other = courses[rng.randrange(len(courses))]
-                if other != course_id and not used(other):
-                    negatives[other] = None
-                    break
+        if self.negatives and len(courses) > 1:
+            draws = iter(_draws(_seed(seed), len(courses), self.negatives * _ATTEMPTS).tolist())
+            for _ in range(self.negatives):
+                for _attempt in range(_ATTEMPTS):
+                    other = courses[next(draws)]
+                    if other != course_id and not used(other):
+                        negatives[other] = None
+                        break
         moved = [course_id, *negatives]
         slots = self._latents.slots(moved)
-        if negatives:
-            self._negatives_step(vector, slots[1:])
+        _step(self._latents.values, vector, slots, self.learning_rate, self.l2, CLIP_GRADIENT)
         table = self.table
         for moved_id, row in zip(moved, self._latents.values[slots].tolist()):  # each changed row written once
             table[moved_id] = {"n": table[moved_id]["n"], "v": row}
         return vector.astype(np.float32)
-
-    def _negatives_step(self, learner: np.ndarray, slots: np.ndarray) -> None:
-        """One SGD step on all of an event's negatives (distinct rows of the cache) at once, each
-        gradient taken at the same learner factors (a mini-batch), in place."""
-        latents = self._latents.values
-        courses = latents[slots]
-        gradients = 2 * (courses @ learner)
-        np.minimum(np.maximum(gradients, -CLIP_GRADIENT, out=gradients), CLIP_GRADIENT, out=gradients)
-        learner_gradient = gradients @ courses + len(slots) * self.l2 * learner
-        latents[slots] = courses - self.learning_rate * (gradients[:, None] * learner + self.l2 * courses)
-        learner -= self.learning_rate * learner_gradient
-
-    def _step(self, learner: np.ndarray, course_id: str, y: float) -> None:
-        """One step of river's ``FunkMF.learn_one`` on ``learner`` and the course's row, in place."""
-        course = self._latents.view(course_id)
-        gradient = min(max(2 * (np.dot(learner, course).item() - y), -CLIP_GRADIENT), CLIP_GRADIENT)
-        learner_gradient = gradient * course + self.l2 * learner
-        course_gradient = gradient * learner + self.l2 * course
-        learner -= self.learning_rate * learner_gradient
-        course -= self.learning_rate * course_gradient
 
     def scores(self, learner: np.ndarray | None, course_ids: Sequence[str]) -> np.ndarray:
         """The dot product of the learner's factors with each course's; 0 for a course never used

@@ -43,6 +43,9 @@ ENV COURSESTREAM_DATA_DIR=/var/lib/coursestream \
     COURSESTREAM_WEB_HOST=0.0.0.0 \
     COURSESTREAM_SECRETS_DIR=/run/secrets
 
+# numba's compiled kernels are cached on /tmp: the deployments run with a read-only root filesystem.
+ENV NUMBA_CACHE_DIR=/tmp/numba
+
 # RocksDB tables: a cache of the changelog topics, rebuilt from them when the volume is new.
 VOLUME /var/lib/coursestream
 USER 10001
