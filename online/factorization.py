@@ -19,20 +19,21 @@ taken before either vector moves) on the arrays directly, the same arithmetic in
 order, so the same bits (``tests/test_recommender.py`` checks it against river). An event's
 negatives then take one mini-batch step together (each gradient at the same learner factors)
 rather than one step each, with the same ranking quality on OULAD AAA (NDCG@10 within 0.001 of
-one step each). Both steps, and the draws, are one compiled kernel each (numba): for vectors
+one step each). The draws of the negatives, checked against the learner's Bloom filter of
+taken courses (``online.bloom``), and both steps are compiled kernels (numba): for vectors
 of 20 numbers, array calls from Python cost far more than the arithmetic. numba keeps the
 compiled code in ``__pycache__`` beside this file or in the user's cache directory; where
 neither is writable, ``NUMBA_CACHE_DIR`` names one (the worker's image sets it).
 
 >>> import numpy as np
 >>> factors = CourseFactors(n_factors=4, negatives=2)
->>> used = {"ann": set(), "bob": set()}
+>>> from online.bloom import BloomFilter
+>>> used = {"ann": BloomFilter(), "bob": BloomFilter()}
 >>> learners = {"ann": None, "bob": None}
 >>> for day in range(40):
 ...     for learner, course in (("ann", "algebra"), ("bob", "poetry"), ("ann", "calculus"), ("bob", "novels")):
 ...         used[learner].add(course)
-...         learners[learner] = factors.learn_one(learners[learner], course, used[learner].__contains__,
-...                                               seed=f"{learner}-{course}-{day}")
+...         learners[learner] = factors.learn_one(learners[learner], course, used[learner], seed=f"{learner}-{course}-{day}")
 >>> scores = factors.scores(learners["ann"], ["calculus", "novels"])
 >>> bool(scores[0] > scores[1])
 True
@@ -43,20 +44,21 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import numba
 import numpy as np
 from river import base
 
+from online.bloom import HASHES, BloomFilter, positions
 from online.rows import RowCache
 
 
 #: River's ``FunkMF`` default gradient clip.
 CLIP_GRADIENT = 1e12
-#: Draws for each negative before it is given up (all used, or the used course itself).
-_ATTEMPTS = 10
+#: Draws for each negative before it is given up (each drew a course the learner used).
+ATTEMPTS = 10
 
 
 def _initial(key: str, n_factors: int) -> np.ndarray:
@@ -71,18 +73,33 @@ def _seed(key: str) -> int:
 
 
 @numba.njit(cache=True)
-def _draws(seed: int, n: int, count: int) -> np.ndarray:
-    """``count`` draws from ``range(n)``, by splitmix64 from ``seed`` (as unsigned 64-bit words)."""
+def _negatives(seed: int, used: int, hashes: np.ndarray, taken: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` distinct courses (rows of ``hashes``, in arrival order) not in the Bloom
+    filter ``taken`` (its bytes) nor ``used``, each given ``ATTEMPTS`` uniform draws (splitmix64
+    from ``seed``, a signed 64-bit word); in draw order."""
+    n, size = hashes.shape[0], taken.shape[0] * 8
+    picked = np.empty(count, dtype=np.int64)
+    found = 0
     state = np.uint64(seed)
-    out = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        state += np.uint64(0x9E3779B97F4A7C15)
-        z = state
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        out[i] = np.int64(z % np.uint64(n))
-    return out
+    for _ in range(count if n > 1 else 0):
+        for _attempt in range(ATTEMPTS):
+            state += np.uint64(0x9E3779B97F4A7C15)
+            z = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            row = np.int64((z ^ (z >> np.uint64(31))) % np.uint64(n))
+            if row == used:
+                continue
+            known = True
+            for h in hashes[row]:
+                bit = np.int64(h) % size
+                known = known and (taken[bit >> 3] >> (bit & 7)) & 1 == 1
+            if known:
+                continue
+            if not (picked[:found] == row).any():
+                picked[found] = row
+                found += 1
+            break
+    return picked[:found]
 
 
 @numba.njit(cache=True)
@@ -144,30 +161,25 @@ class CourseFactors(base.Estimator):
             n_factors, lambda course: self.table[course]["v"] if course in self.table else np.zeros(n_factors))
         # the courses to draw negatives from, in arrival order (read from the table once)
         self._courses: list[str] | None = None
+        # each of those courses' Bloom filter hashes (``online.bloom``), a row each: which a learner took
+        self._hashes = np.zeros((0, HASHES), dtype=np.uint32)
 
-    def learn_one(
-        self, learner: np.ndarray | None, course_id: str, used: Callable[[str], bool], seed: str
-    ) -> np.ndarray:
+    def learn_one(self, learner: np.ndarray | None, course_id: str, taken: BloomFilter, seed: str) -> np.ndarray:
         """Learn that a learner with factors ``learner`` (None: new) used ``course_id``; returns
-        their new factors. ``used`` says which courses the learner has used (never negatives)."""
+        their new factors. ``taken`` holds the courses the learner has used (never negatives)."""
         if self._courses is None:
             self._courses = sorted(self.table, key=lambda known: self.table[known]["n"])
+            self._hashes = np.array([positions(c, 1 << 32) for c in self._courses], dtype=np.uint32).reshape(-1, HASHES)
         if course_id not in self.table:
             self.table[course_id] = {"n": len(self._courses), "v": _initial(course_id, self.n_factors).tolist()}
             self._latents.set(course_id, self.table[course_id]["v"])
             self._courses.append(course_id)
+            self._hashes = np.vstack([self._hashes, np.array(positions(course_id, 1 << 32), dtype=np.uint32)])
         vector = _initial(seed, self.n_factors) if learner is None else np.array(learner, dtype=np.float64)
         courses = self._courses
-        negatives: dict[str, None] = {}  # distinct, in draw order
-        if self.negatives and len(courses) > 1:
-            draws = iter(_draws(_seed(seed), len(courses), self.negatives * _ATTEMPTS).tolist())
-            for _ in range(self.negatives):
-                for _attempt in range(_ATTEMPTS):
-                    other = courses[next(draws)]
-                    if other != course_id and not used(other):
-                        negatives[other] = None
-                        break
-        moved = [course_id, *negatives]
+        picked = _negatives(_seed(seed), self.table[course_id]["n"], self._hashes,
+                            np.frombuffer(taken.to_bytes(), dtype=np.uint8), self.negatives)
+        moved = [course_id, *(courses[row] for row in picked.tolist())]
         slots = self._latents.slots(moved)
         _step(self._latents.values, vector, slots, self.learning_rate, self.l2, CLIP_GRADIENT)
         table = self.table

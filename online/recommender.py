@@ -251,7 +251,7 @@ class Recommender:
             self.popularity.learn_one(event.course_id, time, context=context_key(payload.get("part_of")))
         if isinstance(event, ClickEvent | VideoEvent):
             self.usage.learn_one(event.course_id, time)
-        profile.factors = self.factors.learn_one(profile.factors, event.course_id, profile.has_taken, event.event_id)
+        profile.factors = self.factors.learn_one(profile.factors, event.course_id, profile.taken, event.event_id)
         return profile.learn_one(
             event, vector, offset=offset, mastery=self.mastery,
             context=payload.get("part_of"), language=payload.get("language"), media=media,

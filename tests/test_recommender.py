@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from river import optim, reco
 
+from online.bloom import BloomFilter
 from online.events import ClickEvent, QuizEvent, RecommendedItem
 from online.factorization import CourseFactors, _initial
 from online.profile import MAX_BYTES, LearnerProfile
@@ -192,7 +193,7 @@ def test_latent_factors_learn_the_same_after_a_restart() -> None:
     def uses(factors: CourseFactors, learners: dict, start: int) -> None:
         for i in range(start, start + 40):
             user, course = f"u{i % 3}", f"c{(i * 7) % 11}"
-            learners[user] = factors.learn_one(learners.get(user), course, lambda c: False, seed=f"e{i}")
+            learners[user] = factors.learn_one(learners.get(user), course, BloomFilter(), seed=f"e{i}")
 
     table: dict = {}
     ran_on, learners = CourseFactors(n_factors=4, table=table), {}
@@ -215,7 +216,7 @@ def test_course_factors_take_rivers_funkmf_step_to_the_bit() -> None:
     for step in range(200):
         learner, course = ("ann", "bob")[step % 2], courses[(step * 7) % 12]
         before = learners[learner]
-        learners[learner] = factors.learn_one(before, course, lambda c: False, seed=f"e{step}")
+        learners[learner] = factors.learn_one(before, course, BloomFilter(), seed=f"e{step}")
         river_mf.i_latents.setdefault(course, _initial(course, 6))
         river_mf.u_latents[learner] = _initial(f"e{step}", 6) if before is None else np.asarray(before, dtype=np.float64)
         river_mf.learn_one(learner, course, 1.0)
@@ -230,10 +231,12 @@ def test_negatives_step_together_toward_zero() -> None:
     factors = CourseFactors(n_factors=6, negatives=4)
     learner = None
     for step in range(30):
-        learner = factors.learn_one(learner, f"c{step % 10}", lambda c: False, seed=f"warm{step}")
-    used = {"c0", "c1", "c2"}
+        learner = factors.learn_one(learner, f"c{step % 10}", BloomFilter(), seed=f"warm{step}")
+    used, taken = {"c0", "c1", "c2"}, BloomFilter()
+    for course in used:
+        taken.add(course)
     before = {c: np.array(row["v"]) for c, row in factors.table.items()}
-    factors.learn_one(learner, "c0", used.__contains__, seed="probe")
+    factors.learn_one(learner, "c0", taken, seed="probe")
     negatives = [c for c, row in factors.table.items() if c != "c0" and not np.array_equal(row["v"], before[c])]
     assert negatives and not used & set(negatives)
     u = np.asarray(learner, dtype=np.float64)
