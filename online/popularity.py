@@ -89,7 +89,9 @@ class DecayedPopularity(base.Estimator):
         self._rows.set(course_id, row)
         if context is not None:
             others = [entry for entry in self.table.get(f"t:{context}", []) if entry[0] != course_id]
-            ranked = sorted([*others, [course_id, score, then]], key=lambda e: -self._decayed(e[1], e[2], time))
+            half_life = self.half_life_days * SECONDS_PER_DAY  # _decayed's arithmetic, without a call an entry
+            ranked = sorted([*others, [course_id, score, then]],
+                            key=lambda e: -(e[1] * 0.5 ** (max(0.0, time - e[2]) / half_life)))
             self.table[f"t:{context}"] = ranked[: self.top_size]
 
     def predict_one(self, course_id: str, time: float) -> float:
