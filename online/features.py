@@ -32,6 +32,7 @@ from online.candidates import Shortlist
 from online.catalogue import MEDIA_DIM, MODALITIES, UNSET, Catalogue
 from online.difficulty import sigmoid
 from online.mastery import KnowledgeState
+from online.rows import RowKeys
 
 if TYPE_CHECKING:
     from online.recommender import Recommender
@@ -112,7 +113,7 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
     owner = np.repeat(np.arange(len(lists)), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     times = np.array([s.time for s in lists])[owner]
-    ids = [catalogue.course_ids[row] for row in rows.tolist()]
+    ids = RowKeys(catalogue.course_ids, rows)
 
     matrix[:, COLUMN["similarity"]] = np.concatenate([s.similarity for s in lists])
     popularity, _ = models.popularity.predict_many(ids, times)
@@ -137,9 +138,9 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
             continue
         own = slice(start, start + size)
         profile = s.profile
-        collaborative = models.transitions.scores(profile.recent)
-        if collaborative:
-            matrix[own, COLUMN["collaborative"]] = [collaborative.get(c, 0.0) for c in ids[own]]
+        if profile.recent:
+            matrix[own, COLUMN["collaborative"]] = models.transitions.scores_of(
+                profile.recent, RowKeys(catalogue.course_ids, s.rows))
         if profile.recent and profile.recent[-1] in catalogue.dependents:
             matrix[own, COLUMN["unlocks"]] = np.isin(s.rows, catalogue.dependents[profile.recent[-1]])
         if profile.knowledge.answers:
