@@ -145,23 +145,28 @@ def apply_rules(
     unknown = np.flatnonzero(keep & np.isnan(similarity))
     if len(unknown):
         similarity[unknown] = _similarity(catalogue, offered, rows[unknown], owner[unknown])
-    kept_sizes = np.bincount(owner[keep], minlength=len(offered))
-    kept_rows = np.split(rows[keep], np.cumsum(kept_sizes)[:-1])
-    kept_similarity = np.split(similarity[keep], np.cumsum(kept_sizes)[:-1])
-    return [Shortlist(o.profile, r, sim, o.time, o.policy, o.seed, o.taken)
-            for o, r, sim in zip(offered, kept_rows, kept_similarity)]
+    kept_ends = np.cumsum(np.bincount(owner[keep], minlength=len(offered))).tolist()
+    kept_rows, kept_similarity = rows[keep], similarity[keep]
+    return [Shortlist(o.profile, kept_rows[start:end], kept_similarity[start:end], o.time, o.policy, o.seed, o.taken)
+            for o, start, end in zip(offered, [0, *kept_ends[:-1]], kept_ends)]
 
 
 def _similarity(catalogue: Catalogue, offered: Sequence[Shortlist], rows: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Cosine of each row's vector to its list's learner's interest (0 without either)."""
+    """Cosine of each row's vector to its list's learner's interest (0 without either); ``owner``
+    (each row's list) in order, the rows of a list together."""
     dim = catalogue.vectors.shape[1]
-    interests = np.zeros((len(offered), dim), dtype=np.float32)
-    for j, o in enumerate(offered):
-        if o.profile.interest is not None and len(o.profile.interest) == dim:
-            interests[j] = o.profile.interest
-    norms = catalogue.norms[rows] * np.linalg.norm(interests, axis=1).astype(np.float64)[owner]
-    dots = np.einsum("ij,ij->i", catalogue.vectors[rows], interests[owner])
-    return np.divide(dots, norms, out=np.zeros(len(rows)), where=norms > 0)
+    similarity = np.zeros(len(rows))
+    starts = np.flatnonzero(np.diff(owner, prepend=-1)).tolist()
+    for start, end in zip(starts, [*starts[1:], len(rows)]):
+        interest = offered[owner[start]].profile.interest
+        if interest is None or len(interest) != dim:
+            continue
+        interest = interest.astype(np.float32)
+        own = rows[start:end]
+        norms = catalogue.norms[own] * np.linalg.norm(interest[None], axis=1).astype(np.float64)
+        dots = np.einsum("ij,j->i", catalogue.vectors[own], interest)
+        np.divide(dots, norms, out=similarity[start:end], where=norms > 0)
+    return similarity
 
 
 def merge(sources: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:

@@ -98,6 +98,7 @@ class Catalogue:
         self._capacity = 0
         self._columns: dict[str, np.ndarray] = {}
         self._grow(64)
+        self._id_ranks = np.zeros(0, dtype=np.int64)
 
     def _grow(self, capacity: int) -> None:
         dim = self._dim or 1
@@ -193,6 +194,22 @@ class Catalogue:
         """The row of each course, -1 for one not in the catalogue."""
         index = self.index
         return np.fromiter((index.get(c, -1) for c in course_ids), dtype=np.int64, count=len(course_ids))
+
+    def id_ranks(self) -> np.ndarray:
+        """Each row's place among the course ids sorted, for ties broken by course id (sorted
+        again only when a course arrives).
+
+        >>> catalogue = Catalogue()
+        >>> for course_id in ("loops", "art", "intro"):
+        ...     _ = catalogue.put(course_id, None, {})
+        >>> catalogue.id_ranks().tolist()
+        [2, 0, 1]
+        """
+        if len(self._id_ranks) != len(self.course_ids):
+            ranks = np.empty(len(self.course_ids), dtype=np.int64)
+            ranks[sorted(range(len(self.course_ids)), key=self.course_ids.__getitem__)] = np.arange(len(self.course_ids))
+            self._id_ranks = ranks
+        return self._id_ranks
 
     def title(self, row: int) -> str:
         """The course's title, or its id where it has none."""

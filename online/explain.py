@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -37,17 +38,16 @@ from online.order import Pick
 from online.profile import LearnerProfile
 
 
-#: Each feature's column and, where it has one, its share's: a reason's contribution counts both.
-_COLUMNS = {name: (COLUMN[name], COLUMN.get(f"{name}_share")) for name in FEATURES if not name.endswith("_share")}
+#: The columns of the features that have a share, and of their shares: a reason's contribution counts both.
+_OWN, _SHARE = (np.array(columns) for columns in zip(*(
+    (COLUMN[name], COLUMN[f"{name}_share"]) for name in FEATURES if f"{name}_share" in COLUMN)))
 
 
 def contributions(features: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
     """Each feature's contribution to the score of each row (weight times value, its share's
     included), a column a feature as in ``features``."""
     weighted = features * np.array([weights.get(name, 0.0) for name in FEATURES])
-    for own, share in _COLUMNS.values():
-        if share is not None:
-            weighted[:, own] += weighted[:, share]
+    weighted[:, _OWN] += weighted[:, _SHARE]
     return weighted
 
 
@@ -61,6 +61,12 @@ _MEDIA_REASONS = {
     "image": ("images_like_taken", "Its images look like those of the courses you took"),
     "video": ("video_like_taken", "Its video looks like those of the courses you took"),
 }
+#: Each media reason's code and words, and the columns of its similarity and of its being known.
+_MEDIA_COLUMNS = tuple((code, words, COLUMN[MEDIA_FEATURES[modality][0]], COLUMN[MEDIA_FEATURES[modality][1]])
+                       for modality, (code, words) in _MEDIA_REASONS.items())
+
+
+_CONTRIBUTION = itemgetter(0)
 
 
 def reasons(
@@ -114,22 +120,17 @@ def reasons(
                 "code": "matches_level", "value": round(mastery, 3),
                 "text": f"{str(catalogue.payloads[row]['level']).capitalize()}: just above your "
                         f"mastery ({mastery:.2f}) of what it teaches"}))
-    for modality, (code, words) in _MEDIA_REASONS.items():
-        similarity, known = (COLUMN[name] for name in MEDIA_FEATURES[modality])
+    for code, words, similarity, known in _MEDIA_COLUMNS:
         if x[known] and contribution[similarity] > 0:
             found.append((contribution[similarity], {
                 "code": code, "value": round(x[similarity], 4), "text": f"{words} (cosine {x[similarity]:.2f})"}))
     if x[_FRESHNESS] >= 0.5:
         found.append((contribution[_FRESHNESS], {"code": "new_course", "text": "Recently added to the catalogue"}))
-    found.sort(key=_first)
+    found.sort(key=_CONTRIBUTION, reverse=True)  # stable: equal contributions keep their order
     ordered = [reason for _, reason in found]
     if arm is not None:
         ordered.insert(0, {"code": "exploration", "text": f"Something different to try (exploring: {arm})"})
     return ordered
-
-
-def _first(item: tuple[float, dict[str, Any]]) -> float:
-    return -item[0]
 
 
 def explain(

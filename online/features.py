@@ -32,6 +32,7 @@ from online.candidates import Shortlist
 from online.catalogue import MEDIA_DIM, MODALITIES, UNSET, Catalogue
 from online.difficulty import sigmoid
 from online.mastery import KnowledgeState
+from online.rows import RowKeys
 
 if TYPE_CHECKING:
     from online.recommender import Recommender
@@ -63,6 +64,8 @@ MEDIA_FEATURES = {modality: (f"{modality}_similarity", f"{modality}_known") for 
 SHARED = ("popularity", "collaborative", "in_use", "factors")
 #: Column of each feature.
 COLUMN = {name: j for j, name in enumerate(FEATURES)}
+_SHARED_COLUMNS = np.array([COLUMN[name] for name in SHARED])
+_SHARE_COLUMNS = np.array([COLUMN[f"{name}_share"] for name in SHARED])
 #: How far above current mastery the right difficulty is.
 STRETCH = 0.1
 FRESH_HALF_LIFE_S = 14 * 86_400.0
@@ -71,7 +74,7 @@ NEWLY_USED_HALF_LIFE_S = 3 * 86_400.0
 
 def halved(ages: np.ndarray, half_life: float) -> np.ndarray:
     """``0.5 ** (age / half_life)``, 1 for an age below 0 (a clock ahead), 0 for ``nan`` (never)."""
-    return np.where(np.isnan(ages), 0.0, 0.5 ** (np.maximum(0.0, np.nan_to_num(ages)) / half_life))
+    return np.where(np.isnan(ages), 0.0, 0.5 ** (np.fmax(ages, 0.0) / half_life))
 
 
 def level_fit(knowledge: KnowledgeState, difficulty: float, skills: Sequence[str]) -> tuple[float, float | None]:
@@ -112,7 +115,7 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
     owner = np.repeat(np.arange(len(lists)), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     times = np.array([s.time for s in lists])[owner]
-    ids = [catalogue.course_ids[row] for row in rows.tolist()]
+    ids = RowKeys(catalogue.course_ids, rows)
 
     matrix[:, COLUMN["similarity"]] = np.concatenate([s.similarity for s in lists])
     popularity, _ = models.popularity.predict_many(ids, times)
@@ -137,9 +140,9 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
             continue
         own = slice(start, start + size)
         profile = s.profile
-        collaborative = models.transitions.scores(profile.recent)
-        if collaborative:
-            matrix[own, COLUMN["collaborative"]] = [collaborative.get(c, 0.0) for c in ids[own]]
+        if profile.recent:
+            matrix[own, COLUMN["collaborative"]] = models.transitions.scores_of(
+                profile.recent, RowKeys(catalogue.course_ids, s.rows))
         if profile.recent and profile.recent[-1] in catalogue.dependents:
             matrix[own, COLUMN["unlocks"]] = np.isin(s.rows, catalogue.dependents[profile.recent[-1]])
         if profile.knowledge.answers:
@@ -148,13 +151,11 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
 
     media_similarity(catalogue, lists, rows, owner, matrix)
 
-    nonempty = starts[sizes > 0]
-    for name in SHARED:
-        column = matrix[:, COLUMN[name]]
-        best = np.zeros(len(lists))
-        best[sizes > 0] = np.maximum.reduceat(column, nonempty)
-        best = np.maximum(best, 0.0)[owner]
-        matrix[:, COLUMN[f"{name}_share"]] = np.divide(column, best, out=np.zeros(total), where=best > 0)
+    columns = matrix[:, _SHARED_COLUMNS]
+    best = np.zeros((len(lists), len(SHARED)))
+    best[sizes > 0] = np.maximum.reduceat(columns, starts[sizes > 0], axis=0)
+    best = np.maximum(best, 0.0)[owner]
+    matrix[:, _SHARE_COLUMNS] = np.divide(columns, best, out=np.zeros_like(columns), where=best > 0)
     return matrix
 
 

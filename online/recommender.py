@@ -86,6 +86,7 @@ from online.order import DIVERSE, POLICIES, RERANKED, best_first_many, order
 from online.popularity import DecayedPopularity
 from online.profile import LearnerProfile
 from online.reranker import Reranker
+from online.rows import RowKeys
 from online.transitions import NextCourse
 
 __all__ = ["COLUMN", "DIVERSE", "FEATURES", "FUSION_FEATURES", "FUSION_LEARNING_RATE", "NOTHING_SHOWN", "POLICIES", "PRIOR", "PRIOR_INTERCEPT", "RERANKED", "Candidate", "Recommender", "Shown"]
@@ -157,19 +158,6 @@ class Shown:
 
 
 NOTHING_SHOWN = Shown((), ())
-
-
-class _CourseIds(Sequence[str]):
-    """The course ids of a list's rows, read only where ranking breaks a tie."""
-
-    def __init__(self, course_ids: Sequence[str], rows: np.ndarray) -> None:
-        self._course_ids, self._rows = course_ids, rows
-
-    def __getitem__(self, i: int) -> str:  # type: ignore[override]
-        return self._course_ids[self._rows[i]]
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
 
 @dataclass
@@ -306,7 +294,7 @@ class Recommender:
         weights = self.reranker.weights()
         sizes = [len(listed.rows) for listed in lists]
         rows = np.concatenate([listed.rows for listed in lists]) if lists else np.zeros(0, dtype=np.int64)
-        best = best_first_many(scores, rows, sizes, catalogue.course_ids, POOL * k)
+        best = best_first_many(scores, rows, sizes, catalogue.id_ranks(), POOL * k)
         ranked, start = [], 0
         for listed, size, top in zip(lists, sizes, best):
             end = start + size
@@ -315,7 +303,7 @@ class Recommender:
                 def unit_vectors(picked: list[int], rows: np.ndarray = listed.rows) -> np.ndarray:
                     vectors = catalogue.vectors[rows[picked]]
                     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            picks = order(scores[start:end], matrix[start:end], _CourseIds(catalogue.course_ids, listed.rows),
+            picks = order(scores[start:end], matrix[start:end], RowKeys(catalogue.course_ids, listed.rows),
                           unit_vectors, k, listed.policy or RERANKED, self.explorer, self.explore_share, listed.seed, top)
             ranked.append(explain(catalogue, listed.profile, listed.rows, scores[start:end], matrix[start:end], picks,
                                   weights))

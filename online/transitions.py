@@ -31,6 +31,8 @@ cohort as it moves on.
 ['recursion', 'loops']
 >>> model.predict_one(["unknown"], "loops")
 0.0
+>>> model.scores_of(["intro", "loops"], ["loops", "art", "recursion"]).tolist()
+[0.3, 0.0, 0.6]
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from collections.abc import MutableMapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from river import base
+
+from online.rows import Slots
 
 SECONDS_PER_DAY = 86_400.0
 #: Weight of the most recent courses a take-up is credited to, latest first: the profile's eight,
@@ -73,9 +78,12 @@ class NextCourse(base.Estimator):
         self.half_life_days = half_life_days
         self.max_successors = max_successors
         self.table: MutableMapping[str, list[Any]] = {} if table is None else table
-        # the scores of the last recent paths asked about: ranking asks twice a list (candidates,
-        # then features) with nothing learned between; learning clears it
+        # the scores of the last recent paths asked about: candidates ask for each list; learning clears it
         self._scores: dict[tuple[str, ...], dict[str, float]] = {}
+        # a slot for each course, and each row read as arrays (successors' slots, counts, total),
+        # for scores of many courses at once; a row is dropped when learning writes it
+        self._slots = Slots()
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def learn_one(self, recent: Sequence[str], course_id: str, time: float) -> None:
         """A learner whose latest courses are ``recent`` (oldest first) took up ``course_id``."""
@@ -95,6 +103,7 @@ class NextCourse(base.Estimator):
         if len(successors) > self.max_successors:  # heapq.nlargest's order, by one sort in C
             successors = dict(sorted(successors.items(), key=itemgetter(1), reverse=True)[: self.max_successors])
         self.table[previous] = [then, total + weight, successors]
+        self._arrays.pop(previous, None)
 
     def scores(self, recent: Sequence[str]) -> dict[str, float]:
         """:meth:`predict_one` of every course that followed the ``recent`` courses."""
@@ -117,6 +126,33 @@ class NextCourse(base.Estimator):
             for course_id, count in successors.items():
                 scores[course_id] = scores.get(course_id, 0.0) + weight * count / total
         return {course_id: score / norm for course_id, score in scores.items()}
+
+    def scores_of(self, recent: Sequence[str], course_ids: Sequence[str]) -> np.ndarray:
+        """:meth:`predict_one` of each of ``course_ids`` (``online.rows.RowKeys`` found by row), as
+        an array: the same sums as :meth:`scores`, in the same order."""
+        wanted = self._slots.of(course_ids)
+        rows = [(weight, self._row(previous)) for weight, previous in zip(RECENT_WEIGHTS, reversed(recent))]
+        summed = np.zeros(len(self._slots))
+        norm = 0.0
+        for weight, row in rows:
+            norm += weight
+            if row is not None:
+                slots, counts, total = row
+                summed[slots] += weight * counts / total
+        return summed[wanted] / norm if norm else np.zeros(len(wanted))
+
+    def _row(self, previous: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """A row's successors' slots and counts, and its total (None: no row, or nothing counted)."""
+        arrays = self._arrays.get(previous)
+        if arrays is None:
+            row = self.table.get(previous)
+            if row is None or not row[1]:
+                return None
+            _, total, successors = row
+            arrays = self._arrays[previous] = (
+                self._slots.of(list(successors)), np.fromiter(successors.values(), dtype=np.float64, count=len(successors)),
+                total)
+        return arrays
 
     def predict_one(self, recent: Sequence[str], course_id: str) -> float:
         """How likely learners with these ``recent`` courses went on to ``course_id``, in [0, 1]."""

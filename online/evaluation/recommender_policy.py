@@ -139,10 +139,13 @@ class RecommenderPolicy:
     def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
         profile = self._profile(user_id)
         catalogue = self.catalogue
-        for course_id in candidates:
-            if course_id not in catalogue:  # a course the catalogue does not describe: no payload, no vector
-                catalogue.put(course_id, None, {})
-        listed = shortlist(catalogue, profile, catalogue.rows(candidates), time=now.timestamp(), policy=self.policy,
+        rows = catalogue.rows(candidates)
+        if (rows < 0).any():
+            for course_id in candidates:
+                if course_id not in catalogue:  # a course the catalogue does not describe: no payload, no vector
+                    catalogue.put(course_id, None, {})
+            rows = catalogue.rows(candidates)
+        listed = shortlist(catalogue, profile, rows, time=now.timestamp(), policy=self.policy,
                            seed=step_id(user_id, now), taken=self.taken.get(user_id, frozenset()))
         [items] = self.recommender.rank(catalogue, [listed], k)
         self.shown[user_id] = Shown.of(items)
