@@ -303,37 +303,67 @@ class LearnerProfile:
         return {
             "i": interest, "q": scale, "w": self.weight, "t": self.latest_time, "r": self.recent,
             "b": self.taken.to_bytes(), "c": self.taken_count, "o": self.applied_offset,
-            "h": np.asarray(self.recent_event_hashes, dtype="<u4").tobytes(), "n": self.events,
+            "h": struct.pack(f"<{len(self.recent_event_hashes)}I", *self.recent_event_hashes), "n": self.events,
             "l": self.half_life_days, "v": self.vector_version, "k": _packed_knowledge(self.knowledge), "x": self.context, "g": self.language,
             "f": None if self.factors is None else self.factors.astype("<f4").tobytes(),
             "d": self.dismissed.to_bytes() if self.dismissed else None,
             "m": {modality: [*_quantise(interest.vector), interest.weight] for modality, interest in self.media.items()},
         }
 
+    def _fitted(self) -> tuple[bytes, dict]:
+        """The row within :data:`MAX_BYTES` and the state it packs (see :meth:`to_bytes`)."""
+        state = self._state()
+        raw, self.forgotten = msgpack.packb(state), 0
+        while len(raw) > MAX_BYTES and self.knowledge.shrink():
+            self.forgotten += 1
+            state["k"] = _packed_knowledge(self.knowledge)
+            raw = msgpack.packb(state)
+        if len(raw) > MAX_BYTES:
+            raise ProfileTooLarge(f"a profile of {len(raw)} bytes without a knowledge state, over the {MAX_BYTES} limit")
+        return raw, state
+
     def to_bytes(self) -> bytes:
         """msgpack, within :data:`MAX_BYTES`: the knowledge state forgets what it least needs first
         (:meth:`~online.mastery.KnowledgeState.shrink`, counted in :attr:`forgotten`);
         :class:`ProfileTooLarge` if it cannot fit."""
-        raw, self.forgotten = msgpack.packb(self._state()), 0
-        while len(raw) > MAX_BYTES and self.knowledge.shrink():
-            self.forgotten += 1
-            raw = msgpack.packb(self._state())
-        if len(raw) > MAX_BYTES:
-            raise ProfileTooLarge(f"a profile of {len(raw)} bytes without a knowledge state, over the {MAX_BYTES} limit")
-        return raw
+        return self._fitted()[0]
+
+    def stored(self) -> tuple[bytes, LearnerProfile]:
+        """The row :meth:`to_bytes` gives, and the profile :meth:`from_bytes` reads from it, made from
+        the state the row packs without unpacking it.
+
+        The stored profile is quantised (interest, media) and rounded (knowledge), and decoding then
+        encoding a profile does not always give the same row; so whoever keeps a profile between
+        events keeps the stored one, and learns each event from exactly what a reader of the row
+        (a replay after a crash) would. This one stays as it is (but for what :meth:`to_bytes`
+        forgets), for the list of the event just learned.
+
+        >>> profile = LearnerProfile(interest=np.array([0.3, 0.5], dtype=np.float32), weight=1.0)
+        >>> row, kept = profile.stored()
+        >>> row == profile.to_bytes(), kept.interest.tolist() == LearnerProfile.from_bytes(row).interest.tolist()
+        (True, True)
+        >>> profile.interest.tolist() == kept.interest.tolist()
+        False
+        """
+        raw, state = self._fitted()
+        return raw, self._decoded(state)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LearnerProfile:
-        s = msgpack.unpackb(raw)
+        return cls._decoded(msgpack.unpackb(raw))
+
+    @classmethod
+    def _decoded(cls, s: dict) -> LearnerProfile:
+        """The profile of a state as :meth:`_state` makes it, or as msgpack unpacks it from a row."""
         return cls(
             interest=_dequantise(s["i"], s["q"]) if s["i"] else None,
             weight=s["w"],
             latest_time=s["t"],
-            recent=s["r"],
+            recent=list(s["r"]),  # its own: :meth:`_state` shares the profile's, and learning changes it in place
             taken=BloomFilter(s["b"]),
             taken_count=s["c"],
             applied_offset=s["o"],
-            recent_event_hashes=np.frombuffer(s["h"], dtype="<u4").tolist(),
+            recent_event_hashes=list(struct.unpack(f"<{len(s['h']) // 4}I", s["h"])),
             events=s["n"],
             half_life_days=s["l"],
             vector_version=s["v"],

@@ -1,8 +1,8 @@
 """The project's own policy in the evaluation harness: the very code the live worker runs.
 
-:class:`RecommenderPolicy` keeps one :class:`~online.profile.LearnerProfile` per learner, stored
-as its bytes between events as the worker's profiles table stores it (the interest is quantised
-there), and one :class:`~online.recommender.Recommender` (the worker keeps one per partition, each
+:class:`RecommenderPolicy` keeps one :class:`~online.profile.LearnerProfile` per learner, as the
+worker's profiles table stores it (:meth:`~online.profile.LearnerProfile.stored`: the interest is
+quantised there), and one :class:`~online.recommender.Recommender` (the worker keeps one per partition, each
 learning from that partition's learners; here all learners share it, as one partition would).
 It remembers each learner's last list so the re-ranker learns from what they did next, once, at
 their next event, as the worker does with its latest-recommendations table. Candidates are the
@@ -115,16 +115,12 @@ class RecommenderPolicy:
         self.recommender = Recommender(reranker=Reranker(prior, PRIOR_INTERCEPT, LEARNING_RATE),
                                        explore_share=explore_share,
                                        fusion_learning_rate=FUSION_LEARNING_RATE if learns else 0.0)
-        self.profiles: dict[str, bytes] = {}
+        self.profiles: dict[str, LearnerProfile] = {}  # as stored: each event learns from what a reader of the row sees
         self.shown: dict[str, Shown] = {}
         self.taken: dict[str, set[str]] = {}
 
-    def _profile(self, user_id: str) -> LearnerProfile:
-        stored = self.profiles.get(user_id)
-        return LearnerProfile.from_bytes(stored) if stored else LearnerProfile()
-
     def learn_one(self, event: ClickEvent | VideoEvent | QuizEvent) -> None:
-        profile = self._profile(event.user_id)
+        profile = self.profiles.get(event.user_id) or LearnerProfile()
         self.recommender.learn_one(
             profile,
             event,
@@ -133,11 +129,11 @@ class RecommenderPolicy:
             shown=self.shown.pop(event.user_id, NOTHING_SHOWN),
             media=self.media.get(event.course_id),
         )
-        self.profiles[event.user_id] = profile.to_bytes()
+        _, self.profiles[event.user_id] = profile.stored()
         self.taken.setdefault(event.user_id, set()).add(event.course_id)
 
     def recommend(self, user_id: str, candidates: Sequence[str], k: int, now: datetime) -> list[str]:
-        profile = self._profile(user_id)
+        profile = self.profiles.get(user_id) or LearnerProfile()
         catalogue = self.catalogue
         rows = catalogue.rows(candidates)
         if (rows < 0).any():

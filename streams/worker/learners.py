@@ -69,7 +69,8 @@ class LearnerWindow(Unwritten):
 
     def __init__(self, interval: float) -> None:
         super().__init__(interval)
-        self.profiles: dict[bytes, tuple[bytes, EventT]] = {}  # serialised, as the next event reads it
+        # the row, and the profile as a reader of it sees it (what the learner's next event learns from)
+        self.profiles: dict[bytes, tuple[bytes, LearnerProfile, EventT]] = {}
         self.latest: dict[bytes, tuple[LastList, bytes, EventT]] = {}
         self.taken: dict[bytes, TakenCourses] = {}  # read this window (exact, for prerequisites)
         self.taken_changed: dict[bytes, EventT] = {}
@@ -110,6 +111,7 @@ class LearnerWindow(Unwritten):
                 await self.rank()
             await self.learn(event, value)
         except Exception as error:  # a bug or an outage must not stop the stream
+            self.reread(key)
             log.exception("failed to process %s", value.event_id)
             await dead_letter(event.message, f"processing failed: {error!r}", type(error).__name__)
             return
@@ -117,7 +119,13 @@ class LearnerWindow(Unwritten):
 
     async def profile(self, user: bytes) -> LearnerProfile:
         """The learner's profile as this window has left it so far."""
-        return LearnerProfile.from_bytes(self.profiles[user][0]) if user in self.profiles else await load_profile(user)
+        return self.profiles[user][1] if user in self.profiles else await load_profile(user)
+
+    def reread(self, user: bytes) -> None:
+        """The learner's kept profile read again from its row: a failed event may have changed it part way."""
+        if user in self.profiles:
+            row, _, event = self.profiles[user]
+            self.profiles[user] = (row, LearnerProfile.from_bytes(row), event)
 
     def taken_courses(self, user: bytes) -> TakenCourses:
         """Every course the learner took, exactly, as this window has left it so far."""
@@ -148,9 +156,10 @@ class LearnerWindow(Unwritten):
                 self.outcomes.taken_up(event.message, value)
         # Kept even when the event was redelivered and skipped: after a crash the local store can
         # be ahead of the changelog (rows written, not yet sent), and writing the row sends them.
-        # Serialised now, as if written: the learner's next event learns from the same
-        # (quantised) profile however the events fall into batches.
-        self.profiles[key] = (profile.to_bytes(), event)
+        # Stored now, as if written: the learner's next event learns from the same (quantised)
+        # profile however the events fall into batches. ``profile`` itself stays for the list.
+        row, stored = profile.stored()
+        self.profiles[key] = (row, stored, event)
         if profile.forgotten:
             metrics.knowledge_forgotten.inc(profile.forgotten)
         self.partitions[event.message.partition] = event
@@ -208,7 +217,7 @@ class LearnerWindow(Unwritten):
         return self.latest[user][1] if user in self.latest else None
 
     async def write(self, stream: faust.StreamT) -> None:
-        await write(self, stream, self.partitions, self.profiles,
+        await write(self, stream, self.partitions, {key: (row, event) for key, (row, _, event) in self.profiles.items()},
                     {key: (published, event) for key, (_, published, event) in self.latest.items()},
                     {key: (self.taken[key].to_bytes(), event) for key, event in self.taken_changed.items()})
         self.profiles.clear()
