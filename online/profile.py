@@ -332,11 +332,11 @@ class LearnerProfile:
         """The row :meth:`to_bytes` gives, and the profile :meth:`from_bytes` reads from it, made from
         the state the row packs without unpacking it.
 
-        The stored profile is quantised (interest, media) and rounded (knowledge), and decoding then
-        encoding a profile does not always give the same row; so whoever keeps a profile between
-        events keeps the stored one, and learns each event from exactly what a reader of the row
-        (a replay after a crash) would. This one stays as it is (but for what :meth:`to_bytes`
-        forgets), for the list of the event just learned.
+        The row quantises the interests and rounds the knowledge state, and decoding then encoding a
+        profile does not always give the same row; so whoever keeps a profile between events keeps
+        the stored one, and learns each event from exactly what a reader of the row (a replay after
+        a crash) would. This profile stays as it was learned, but for what its knowledge state
+        forgets to fit: the list of the event just learned is ranked with it.
 
         >>> profile = LearnerProfile(interest=np.array([0.3, 0.5], dtype=np.float32), weight=1.0)
         >>> row, kept = profile.stored()
@@ -350,28 +350,29 @@ class LearnerProfile:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LearnerProfile:
+        """The profile a row of :meth:`to_bytes` holds."""
         return cls._decoded(msgpack.unpackb(raw))
 
     @classmethod
-    def _decoded(cls, s: dict) -> LearnerProfile:
+    def _decoded(cls, state: dict) -> LearnerProfile:
         """The profile of a state as :meth:`_state` makes it, or as msgpack unpacks it from a row."""
         return cls(
-            interest=_dequantise(s["i"], s["q"]) if s["i"] else None,
-            weight=s["w"],
-            latest_time=s["t"],
-            recent=list(s["r"]),  # its own: :meth:`_state` shares the profile's, and learning changes it in place
-            taken=BloomFilter(s["b"]),
-            taken_count=s["c"],
-            applied_offset=s["o"],
-            recent_event_hashes=list(struct.unpack(f"<{len(s['h']) // 4}I", s["h"])),
-            events=s["n"],
-            half_life_days=s["l"],
-            vector_version=s["v"],
-            knowledge=KnowledgeState.from_dict(_unpacked_knowledge(s["k"])),
-            context=s.get("x"),
-            language=s.get("g"),
-            factors=np.frombuffer(s["f"], dtype="<f4").copy() if s.get("f") else None,
-            dismissed=Dismissals.from_bytes(s["d"]) if s.get("d") else Dismissals(),
+            interest=_dequantise(state["i"], state["q"]) if state["i"] else None,
+            weight=state["w"],
+            latest_time=state["t"],
+            recent=list(state["r"]),  # its own: :meth:`_state` shares the profile's, and learning changes it in place
+            taken=BloomFilter(state["b"]),
+            taken_count=state["c"],
+            applied_offset=state["o"],
+            recent_event_hashes=list(struct.unpack(f"<{len(state['h']) // 4}I", state["h"])),
+            events=state["n"],
+            half_life_days=state["l"],
+            vector_version=state["v"],
+            knowledge=KnowledgeState.from_dict(_unpacked_knowledge(state["k"])),
+            context=state.get("x"),
+            language=state.get("g"),
+            factors=np.frombuffer(state["f"], dtype="<f4").copy() if state.get("f") else None,
+            dismissed=Dismissals.from_bytes(state["d"]) if state.get("d") else Dismissals(),
             media={modality: MediaInterest(_dequantise(raw, scale), weight)
-                   for modality, (raw, scale, weight) in (s.get("m") or {}).items()},
+                   for modality, (raw, scale, weight) in (state.get("m") or {}).items()},
         )
