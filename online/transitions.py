@@ -84,6 +84,7 @@ class NextCourse(base.Estimator):
         # for scores of many courses at once; a row is dropped when learning writes it
         self._slots = Slots()
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+        self._summed = np.zeros(0)  # scores_of's sums by slot, all 0 between calls
 
     def learn_one(self, recent: Sequence[str], course_id: str, time: float) -> None:
         """A learner whose latest courses are ``recent`` (oldest first) took up ``course_id``."""
@@ -132,14 +133,19 @@ class NextCourse(base.Estimator):
         an array: the same sums as :meth:`scores`, in the same order."""
         wanted = self._slots.of(course_ids)
         rows = [(weight, self._row(previous)) for weight, previous in zip(RECENT_WEIGHTS, reversed(recent))]
-        summed = np.zeros(len(self._slots))
-        norm = 0.0
+        if len(self._summed) < len(self._slots):
+            self._summed = np.zeros(2 * len(self._slots))
+        summed, norm = self._summed, 0.0
         for weight, row in rows:
             norm += weight
             if row is not None:
                 slots, counts, total = row
                 summed[slots] += weight * counts / total
-        return summed[wanted] / norm if norm else np.zeros(len(wanted))
+        scores = summed[wanted] / norm if norm else np.zeros(len(wanted))
+        for _, row in rows:  # zeros again where this path added: the work is the path's, not the catalogue's
+            if row is not None:
+                summed[row[0]] = 0.0
+        return scores
 
     def _row(self, previous: str) -> tuple[np.ndarray, np.ndarray, float] | None:
         """A row's successors' slots and counts, and its total (None: no row, or nothing counted)."""
