@@ -161,7 +161,8 @@ class CourseFactors(base.Estimator):
             n_factors, lambda course: self.table[course]["v"] if course in self.table else np.zeros(n_factors))
         # the courses to draw negatives from, in arrival order (read from the table once)
         self._courses: list[str] | None = None
-        # each of those courses' Bloom filter hashes (``online.bloom``), a row each: which a learner took
+        # each of those courses' Bloom filter hashes (``online.bloom``), a row each (and room for more):
+        # which a learner took
         self._hashes = np.zeros((0, HASHES), dtype=np.uint32)
 
     def learn_one(self, learner: np.ndarray | None, course_id: str, taken: BloomFilter, seed: str) -> np.ndarray:
@@ -174,10 +175,12 @@ class CourseFactors(base.Estimator):
             self.table[course_id] = {"n": len(self._courses), "v": _initial(course_id, self.n_factors).tolist()}
             self._latents.set(course_id, self.table[course_id]["v"])
             self._courses.append(course_id)
-            self._hashes = np.vstack([self._hashes, np.array(positions(course_id, 1 << 32), dtype=np.uint32)])
+            if len(self._courses) > len(self._hashes):  # grown by doubling: an arrival rarely copies it
+                self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes, shape=(len(self._hashes) + 64, HASHES))])
+            self._hashes[len(self._courses) - 1] = positions(course_id, 1 << 32)
         vector = _initial(seed, self.n_factors) if learner is None else np.array(learner, dtype=np.float64)
         courses = self._courses
-        picked = _negatives(_seed(seed), self.table[course_id]["n"], self._hashes,
+        picked = _negatives(_seed(seed), self.table[course_id]["n"], self._hashes[: len(courses)],
                             np.frombuffer(taken.to_bytes(), dtype=np.uint8), self.negatives)
         moved = [course_id, *(courses[row] for row in picked.tolist())]
         slots = self._latents.slots(moved)
