@@ -25,7 +25,6 @@ is never removed (a course id keeps its row).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,11 +80,6 @@ class _Codes:
         return found
 
 
-#: Courses arrived at once beyond which :meth:`Catalogue.id_ranks` sorts all again rather than place
-#: each (placing one shifts the places after it: about 75 us at 100,000 courses, a sort 60 ms).
-_RESORT_AFTER = 1_000
-
-
 class Catalogue:
     """Courses as columns (see the module). ``dim`` is the ranking vector's size, taken from the
     first vector put when not given."""
@@ -104,9 +98,6 @@ class Catalogue:
         self._capacity = 0
         self._columns: dict[str, np.ndarray] = {}
         self._grow(64)
-        # the course ids sorted, and each row's place among them (see id_ranks)
-        self._sorted_ids: list[str] = []
-        self._id_ranks = np.zeros(0, dtype=np.int64)
 
     def _grow(self, capacity: int) -> None:
         dim = self._dim or 1
@@ -202,36 +193,6 @@ class Catalogue:
         """The row of each course, -1 for one not in the catalogue."""
         index = self.index
         return np.fromiter((index.get(c, -1) for c in course_ids), dtype=np.int64, count=len(course_ids))
-
-    def id_ranks(self) -> np.ndarray:
-        """Each row's place among the course ids sorted, for ties broken by course id. Courses
-        that arrived since the last call are placed one by one, or all sorted again when more
-        arrived than were known or than :data:`_RESORT_AFTER`.
-
-        >>> catalogue = Catalogue()
-        >>> for course_id in ("loops", "art", "intro"):
-        ...     _ = catalogue.put(course_id, None, {})
-        >>> catalogue.id_ranks().tolist()
-        [2, 0, 1]
-        >>> _ = catalogue.put("basics", None, {})
-        >>> catalogue.id_ranks().tolist()
-        [3, 0, 2, 1]
-        """
-        known, n = len(self._id_ranks), len(self.course_ids)
-        if n - known > min(known, _RESORT_AFTER):
-            self._sorted_ids = sorted(self.course_ids)
-            self._id_ranks = np.empty(n, dtype=np.int64)
-            self._id_ranks[sorted(range(n), key=self.course_ids.__getitem__)] = np.arange(n)
-        elif n > known:
-            ranks = np.empty(n, dtype=np.int64)
-            ranks[:known] = self._id_ranks
-            for row in range(known, n):
-                place = bisect.bisect(self._sorted_ids, self.course_ids[row])
-                self._sorted_ids.insert(place, self.course_ids[row])
-                ranks[:row][ranks[:row] >= place] += 1
-                ranks[row] = place
-            self._id_ranks = ranks
-        return self._id_ranks
 
     def title(self, row: int) -> str:
         """The course's title, or its id where it has none."""

@@ -50,18 +50,22 @@ def best_first(scores: np.ndarray, ids: Sequence[str], n: int) -> list[int]:
     return sorted(among, key=lambda i: (-scores[i], ids[i]))[:n]
 
 
-def best_first_many(scores: np.ndarray, rows: np.ndarray, sizes: Sequence[int], id_ranks: np.ndarray,
+def best_first_many(scores: np.ndarray, rows: np.ndarray, sizes: Sequence[int], course_ids: Sequence[str],
                     n: int) -> list[list[int]]:
     """:func:`best_first` of each list of a segment (its candidates, catalogue ``rows``, one list
-    after another, a list ``sizes[j]`` long), in one sort: by list, then score, then course id
-    (``id_ranks``: each row's place among the course ids sorted, ``Catalogue.id_ranks``).
+    after another, a list ``sizes[j]`` long), in one sort: by list, then score, then course id.
 
-    >>> best_first_many(np.array([0.2, 0.9, 0.5, 0.5]), np.array([0, 1, 2, 3]), [2, 2], np.array([3, 2, 1, 0]), 1)
+    >>> best_first_many(np.array([0.2, 0.9, 0.5, 0.5]), np.array([0, 1, 2, 3]), [2, 2], ["d", "c", "b", "a"], 1)
     [[1], [1]]
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     owner = np.repeat(np.arange(len(sizes)), sizes)
-    ordered = np.lexsort((id_ranks[rows], -scores, owner))
+    # the segment's courses ranked by id (not the whole catalogue's: it grows as events name courses)
+    distinct, where = np.unique(rows, return_inverse=True)
+    names = [course_ids[row] for row in distinct.tolist()]
+    name_rank = np.empty(len(names), dtype=np.int64)
+    name_rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    ordered = np.lexsort((name_rank[where], -scores, owner))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
     return [(ordered[start : start + min(n, size)] - start).tolist() for start, size in zip(starts, sizes.tolist())]
 

@@ -294,7 +294,7 @@ class Recommender:
         weights = self.reranker.weights()
         sizes = [len(listed.rows) for listed in lists]
         rows = np.concatenate([listed.rows for listed in lists]) if lists else np.zeros(0, dtype=np.int64)
-        best = best_first_many(scores, rows, sizes, catalogue.id_ranks(), POOL * k)
+        best = best_first_many(scores, rows, sizes, catalogue.course_ids, POOL * k)
         ranked, start = [], 0
         for listed, size, top in zip(lists, sizes, best):
             end = start + size

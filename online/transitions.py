@@ -84,7 +84,7 @@ class NextCourse(base.Estimator):
         # for scores of many courses at once; a row is dropped when learning writes it
         self._slots = Slots()
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-        self._summed = np.zeros(0)  # scores_of's sums by slot, all 0 between calls
+        self._summed = np.zeros(0)  # the sums of one recent path by slot (see _add), all 0 between calls
 
     def learn_one(self, recent: Sequence[str], course_id: str, time: float) -> None:
         """A learner whose latest courses are ``recent`` (oldest first) took up ``course_id``."""
@@ -116,36 +116,38 @@ class NextCourse(base.Estimator):
         return self._scores[path]
 
     def _score(self, recent: Sequence[str]) -> dict[str, float]:
-        scores: dict[str, float] = {}
-        norm = 0.0
-        for weight, previous in zip(RECENT_WEIGHTS, reversed(recent)):
-            row = self.table.get(previous)
-            norm += weight
-            if row is None or not row[1]:
-                continue
-            _, total, successors = row
-            for course_id, count in successors.items():
-                scores[course_id] = scores.get(course_id, 0.0) + weight * count / total
-        return {course_id: score / norm for course_id, score in scores.items()}
+        rows, norm = self._add(recent)
+        followed = np.unique(np.concatenate([slots for slots, _, _ in rows])) if rows else np.zeros(0, dtype=np.intp)
+        scores = dict(zip((self._slots.keys[slot] for slot in followed.tolist()),
+                          (self._summed[followed] / norm).tolist()))
+        self._clear(rows)
+        return scores
 
     def scores_of(self, recent: Sequence[str], course_ids: Sequence[str]) -> np.ndarray:
         """:meth:`predict_one` of each of ``course_ids`` (``online.rows.RowKeys`` found by row), as
-        an array: the same sums as :meth:`scores`, in the same order."""
+        an array."""
         wanted = self._slots.of(course_ids)
-        rows = [(weight, self._row(previous)) for weight, previous in zip(RECENT_WEIGHTS, reversed(recent))]
-        if len(self._summed) < len(self._slots):
+        rows, norm = self._add(recent)
+        scores = self._summed[wanted] / norm if norm else np.zeros(len(wanted))
+        self._clear(rows)
+        return scores
+
+    def _add(self, recent: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray, float]], float]:
+        """The weighted shares of the rows of ``recent``'s courses added up by slot in
+        ``_summed`` (row by row, latest first), and the weights' sum; the rows, for :meth:`_clear`."""
+        weighted = [(weight, self._row(previous)) for weight, previous in zip(RECENT_WEIGHTS, reversed(recent))]
+        if len(self._summed) < len(self._slots):  # after the rows: reading one gives its successors slots
             self._summed = np.zeros(2 * len(self._slots))
-        summed, norm = self._summed, 0.0
-        for weight, row in rows:
-            norm += weight
+        for weight, row in weighted:
             if row is not None:
                 slots, counts, total = row
-                summed[slots] += weight * counts / total
-        scores = summed[wanted] / norm if norm else np.zeros(len(wanted))
-        for _, row in rows:  # zeros again where this path added: the work is the path's, not the catalogue's
-            if row is not None:
-                summed[row[0]] = 0.0
-        return scores
+                self._summed[slots] += weight * counts / total
+        return [row for _, row in weighted if row is not None], sum(weight for weight, _ in weighted)
+
+    def _clear(self, rows: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        """``_summed`` back to 0 where :meth:`_add` added: the work is the path's, not the catalogue's."""
+        for slots, _, _ in rows:
+            self._summed[slots] = 0.0
 
     def _row(self, previous: str) -> tuple[np.ndarray, np.ndarray, float] | None:
         """A row's successors' slots and counts, and its total (None: no row, or nothing counted)."""
