@@ -161,8 +161,9 @@ class CourseFactors(base.Estimator):
             n_factors, lambda course: self.table[course]["v"] if course in self.table else np.zeros(n_factors))
         # the courses to draw negatives from, in arrival order (read from the table once)
         self._courses: list[str] | None = None
-        # each of those courses' Bloom filter hashes (``online.bloom``), a row each (and room for more):
-        # which a learner took
+        # each of those courses' Bloom filter hashes (``online.bloom``: positions in a filter of 2**32
+        # bits are the hashes themselves; the kernel takes them modulo the learner's filter), a row each
+        # and room for more
         self._hashes = np.zeros((0, HASHES), dtype=np.uint32)
 
     def learn_one(self, learner: np.ndarray | None, course_id: str, taken: BloomFilter, seed: str) -> np.ndarray:
