@@ -21,9 +21,10 @@ negatives then take one mini-batch step together (each gradient at the same lear
 rather than one step each, with the same ranking quality on OULAD AAA (NDCG@10 within 0.001 of
 one step each). The draws of the negatives, checked against the learner's Bloom filter of
 taken courses (``online.bloom``), and both steps are compiled kernels (numba): for vectors
-of 20 numbers, array calls from Python cost far more than the arithmetic. numba keeps the
-compiled code in ``__pycache__`` beside this file or in the user's cache directory; where
-neither is writable, ``NUMBA_CACHE_DIR`` names one (the worker's image sets it).
+of 20 numbers, array calls from Python cost far more than the arithmetic. They are compiled
+when this module is imported (about a second), or read back from numba's cache: in
+``__pycache__`` beside this file or in the user's cache directory; where neither is writable,
+``NUMBA_CACHE_DIR`` names one (the worker's image sets it).
 
 >>> import numpy as np
 >>> factors = CourseFactors(n_factors=4, negatives=2)
@@ -72,7 +73,12 @@ def _seed(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
 
 
-@numba.njit(cache=True)
+# Explicit signatures compile the kernels (or read them from numba's cache) when this module is
+# imported, so a worker's first event does not wait about a second for the compiler.
+_BYTES = numba.types.Array(numba.uint8, 1, "C", readonly=True)  # np.frombuffer over bytes
+
+
+@numba.njit(numba.int64[::1](numba.int64, numba.int64, numba.uint32[:, ::1], _BYTES, numba.int64), cache=True)
 def _negatives(seed: int, used: int, hashes: np.ndarray, taken: np.ndarray, count: int) -> np.ndarray:
     """Up to ``count`` distinct courses (rows of ``hashes``, in arrival order) not in the Bloom
     filter ``taken`` (its bytes) nor ``used``, each given ``ATTEMPTS`` uniform draws (splitmix64
@@ -102,7 +108,8 @@ def _negatives(seed: int, used: int, hashes: np.ndarray, taken: np.ndarray, coun
     return picked[:found]
 
 
-@numba.njit(cache=True)
+@numba.njit(numba.void(numba.float64[:, ::1], numba.float64[::1], numba.intp[::1], numba.float64, numba.float64,
+                       numba.float64), cache=True)
 def _step(latents: np.ndarray, learner: np.ndarray, slots: np.ndarray, learning_rate: float, l2: float,
           clip: float) -> None:
     """A use's SGD steps, in place: river's ``FunkMF.learn_one`` toward 1 on the row ``slots[0]``
