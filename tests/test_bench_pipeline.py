@@ -115,6 +115,10 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     assert worker["cpu_ms_per_event"] > 0 and ceiling["cpu_ms_per_event"] >= 0
     assert worker["ratio_to_passthrough"] == pytest.approx(worker["events_per_s"] / ceiling["events_per_s"], abs=1e-3)
     assert 0 < worker["p50_ms"] <= worker["p99_ms"] <= worker["max_ms"]
+    # the vector search's own time, read from the worker's metrics: some for every phase's lists
+    for phase in (worker, figures["cost_growth"]["by_catalogue_size"]["1000"]):
+        assert 0 < phase["vector_search_ms_per_call"] and 0 < phase["vector_search_ms_per_list"]
+    assert "vector_search_ms_per_list" not in ceiling and "vector_search_ms_per_list" not in floor
     assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567,
                                    "modalities": ["text", "image", "video"]}
     assert worker["rss_mb"] > 50 and worker["peak_rss_mb"] >= worker["rss_mb"]

@@ -22,6 +22,10 @@ one. One run measures:
   copies into ``trigger.ingested_at``, to the recommendation's arrival at a consumer) at
   saturation and at fixed offered loads from a paced producer, and the two baselines' latency
   (produce to arrival of the passed-on event) at the same loads;
+- **vector search**: for each phase of a worker, the time its vector store spent searching
+  (``coursestream_vector_store_seconds{operation="search"}`` read from its ``/metrics``, the
+  engine's own time on the store thread, during which the embedded engine holds the GIL), per
+  list and per search call, so the search's cost shows at each catalogue size;
 - **cost growth**: latency at one offered load with catalogues of growing size (real course
   vectors plus noisy copies, each copy's payload labelled ``synthetic_copy_of``) and with
   growing numbers of learners (copies of real learners with remapped ids, ``~L<copy>``), bytes
@@ -53,9 +57,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from online.catalogue import MODALITIES
 from online.events import ClickEvent, CourseContent, MediaRef, QuizEvent, VideoEvent, VideoRef
@@ -296,6 +302,8 @@ class Phase:
     cpu_s: float | None = None
     answers: list[tuple[float, Answer]] = field(default_factory=list)
     lists: int = 0
+    #: the worker's vector searches during the phase: seconds and calls (None: not a worker)
+    searches: tuple[float, float] | None = None
 
     def check(self) -> Counter:
         """Missing, duplicate and wrongly attributed recommendations of this phase's events."""
@@ -322,15 +330,40 @@ class Phase:
             "events_per_list": round(len(self.answers) / self.lists, 2) if self.lists else None,
             "cpu_ms_per_event": round(1000 * self.cpu_s / len(self.events), 3) if self.cpu_s is not None else None,
             **latency_figures(latencies),
+            **self.search_figures(),
         }
+
+    def search_figures(self) -> dict[str, float]:
+        """Milliseconds of vector search per list and per search call (none for a baseline)."""
+        if self.searches is None or not self.lists:
+            return {}
+        seconds, calls = self.searches
+        return {"vector_search_ms_per_list": round(1000 * seconds / self.lists, 3),
+                "vector_search_ms_per_call": round(1000 * seconds / calls, 3) if calls else 0.0}
+
+
+async def search_time(metrics_url: str) -> tuple[float, float]:
+    """A worker's vector searches so far, from its Prometheus text: (seconds, calls)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(metrics_url, timeout=10.0)
+    response.raise_for_status()
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "coursestream_vector_store_seconds":
+            for sample in family.samples:
+                suffix = sample.name.removeprefix(family.name)
+                if sample.labels.get("operation") == "search" and suffix in totals:
+                    totals[suffix] += sample.value
+    return totals["_sum"], totals["_count"]
 
 
 class Pipeline:
     """A topic pair on the broker with whatever processes its events (a worker or the pass-through)."""
 
     def __init__(self, settings: Settings, pid: int,
-                 answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation) -> None:
-        self.settings, self.pid = settings, pid
+                 answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation,
+                 metrics_url: str | None = None) -> None:
+        self.settings, self.pid, self.metrics_url = settings, pid, metrics_url
         self.collector = Collector(settings, settings.topic_recommendations, answers)
         self.phases: list[Phase] = []
 
@@ -339,6 +372,7 @@ class Pipeline:
         phase = Phase(events, rate)
         expected = len(self.collector.answers) + len(events)
         records_before = self.collector.records
+        searched_before = await search_time(self.metrics_url) if self.metrics_url else None
         cpu_before = cpu_seconds(self.pid)
         phase.sent_at = time.time()
         started = time.monotonic()
@@ -346,6 +380,9 @@ class Pipeline:
         phase.send_s = time.monotonic() - started
         await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
         phase.cpu_s = cpu_seconds(self.pid) - cpu_before
+        if searched_before is not None:
+            seconds, calls = await search_time(self.metrics_url)  # type: ignore[arg-type]
+            phase.searches = (seconds - searched_before[0], calls - searched_before[1])
         phase.answers = self.collector.answers[expected - len(events):]
         phase.lists = self.collector.records - records_before
         self.phases.append(phase)
@@ -447,6 +484,7 @@ async def _worker_pipeline(setup: Setup, name: str, catalogue_size: int, warm_up
     await pipeline.collector.start()
     started = time.monotonic()
     await pipeline.send(warm_up, timeout_s=300)
+    pipeline.metrics_url = f"http://127.0.0.1:{settings.web_port}/metrics"  # it serves them now
     catalogue = {"courses": len(points), "real": min(len(points), len(setup.real_points)),
                  "synthetic_copies": max(0, len(points) - len(setup.real_points)),
                  "modalities": modalities(points, settings.ranking_vector),
@@ -646,7 +684,8 @@ def table(result: dict[str, Any]) -> str:
     growth = result["cost_growth"]
     for size, figures in growth["by_catalogue_size"].items():
         rows.append((f"{int(size):,} courses at {growth['offered_per_s']:g}/s", f"p50 {figures.get('p50_ms')} ms",
-                     f"p99 {figures.get('p99_ms')} ms"))
+                     f"p99 {figures.get('p99_ms')} ms; vector search {figures.get('vector_search_ms_per_list')} ms"
+                     f" a list, {figures.get('vector_search_ms_per_call')} ms a call"))
     for count, figures in growth["by_learners"].items():
         rows.append((f"{int(count):,} learners at {growth['offered_per_s']:g}/s", f"p50 {figures['p50_ms']} ms",
                      f"p99 {figures['p99_ms']} ms"))
