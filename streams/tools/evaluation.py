@@ -78,6 +78,7 @@ from online.profile import LearnerProfile
 from online.recommender import DIVERSE, RERANKED
 from online.sources import ednet_catalogue, open_log, oulad_catalogue
 from streams.encoder_client import EncoderClient
+from streams.garbage import collect_less_often
 from streams.replay import producer
 from streams.settings import Settings
 from streams.tools.embedded_broker import EmbeddedBroker
@@ -469,6 +470,7 @@ def evaluate_log(
                 project[name] = (project_policy(points, using, PROJECT_VARIANTS[name], vectors) if points is not None
                                  else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name],
                                                         vectors_used=vectors))
+    collect_less_often()  # the loaded log and catalogue stay; the policies' state grows (``streams.garbage``)
     report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit,
                       prerequisites_met=prerequisites_of(contents))
     if format != "oulad":  # OULAD's assessments are scores, not answers marked right or wrong

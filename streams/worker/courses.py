@@ -5,7 +5,6 @@ topic and tried again later; and the worker's housekeeping tasks."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from online.events import (
 )
 from streams import metrics
 from streams.encoder_client import EncoderRejected, EncoderUnavailable
+from streams.garbage import collect_less_often
 from streams.replica import point_to_bytes
 from streams.worker.app import app, content_retry, course_content, course_indexed, course_vectors, settings
 from streams.worker.course_index import course_index, replica
@@ -33,8 +33,6 @@ from streams.worker.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 MODEL_VERSION_POLL_S = 30.0
-#: The cyclic garbage collector's thresholds in a worker (see :func:`collect_garbage_less_often`).
-GC_THRESHOLDS = (20_000, 20, 100)
 #: course id -> when it was first parked, for the parked content being retried now
 _retrying: dict[str, datetime] = {}
 metrics.parked_age.set_function(
@@ -132,12 +130,9 @@ async def retry_parked_courses(stream: faust.StreamT) -> None:
 
 @app.task
 async def collect_garbage_less_often() -> None:
-    """Run CPython's cyclic garbage collector less often than its defaults (700, 10, 10) do, and
-    never over what the worker loaded at start (``gc.freeze``): the learned state grows while each
-    event allocates many short-lived objects, and with the defaults collections took a large
-    share of the main thread at saturation."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    """The cyclic garbage collector off what the worker loaded at start, and run less often
+    (``streams.garbage``)."""
+    collect_less_often()
 
 
 @app.task
