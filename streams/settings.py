@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from encoders.credentials import Secret, SecretFileSettings, Token
 from encoders.settings import EncoderSettings
+from streams.vectorstore import SEARCH_EF
 
 
 class Settings(SecretFileSettings):
@@ -85,6 +86,10 @@ class Settings(SecretFileSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server URL; None with vector_store=qdrant: local mode.")
     qdrant_api_key: Secret | None = None
     qdrant_collection: str = "courses"
+    vector_search_ef: int = Field(
+        SEARCH_EF, ge=1, description="HNSW beam width (hnsw_ef) of each nearest-courses search: wider finds the"
+        " exact nearest more often and costs more (see streams.vectorstore.SEARCH_EF).",
+    )
 
     # Encoder service
     encoder_url: str = Field("http://127.0.0.1:8001", description="The worker's encoder service (token: encoder.token).")

@@ -40,6 +40,11 @@ PAGE = 1000
 MEDIA_VECTORS = {modality: f"{modality}_reduced" for modality in MODALITIES}
 #: The rank constant of reciprocal rank fusion (Qdrant's default).
 RRF_K = 60
+#: The HNSW beam width of each nearest search (``hnsw_ef``; the engine widens it to the search's
+#: limit). Qdrant's default is its index's ``ef_construct`` (100). Over 100,000 courses 64 costs
+#: about two thirds of that for the same nearest courses (text recall@60 against an exact search
+#: 0.990 against 0.992, @10 1.0 both); a catalogue below the indexing threshold is searched exactly.
+SEARCH_EF = 64
 #: Payload fields with a keyword index: the ones queries filter on.
 KEYWORD_FIELDS = ("course_id", "language", "level", "part_of", "skills", "prerequisites", "model_version")
 
@@ -193,10 +198,11 @@ class EdgeVectorStore:
     waits while it searches (a search over 100,000 courses: about 1.5 ms).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, search_ef: int = SEARCH_EF) -> None:
         import qdrant_edge
 
         self._q = qdrant_edge
+        self._params = qdrant_edge.SearchParams(hnsw_ef=search_ef)
         self._path = Path(path)
         self._shard: Any = None
         self._payloads: dict[int, dict[str, Any]] = {}
@@ -273,9 +279,9 @@ class EdgeVectorStore:
             nearest = {using: search.vector, **search.media}
             if not search.media:
                 return q.QueryRequest(limit=search.limit, query=q.Query.Nearest(search.vector.astype(np.float32).tolist(),
-                                      using=using), filter=where, with_payload=False)
+                                      using=using), filter=where, with_payload=False, params=self._params)
             prefetches = [q.Prefetch(search.limit, query=q.Query.Nearest(vector.astype(np.float32).tolist(), using=name),
-                                     filter=where) for name, vector in nearest.items()]
+                                     filter=where, params=self._params) for name, vector in nearest.items()]
             return q.QueryRequest(limit=search.limit, query=q.Fusion.Rrf(k=RRF_K), prefetches=prefetches, filter=where,
                                   with_payload=False)
 
@@ -324,10 +330,12 @@ class QdrantClientVectorStore:
         api_key: str | None = None,
         location: str | None = None,
         path: Path | None = None,
+        search_ef: int = SEARCH_EF,
     ) -> None:
         from qdrant_client import QdrantClient, models
 
         self._models = models
+        self._params = models.SearchParams(hnsw_ef=search_ef)
         self._collection = collection
         self._server = url is not None  # local mode ignores payload indexes (and warns)
         self._exists = False
@@ -369,10 +377,10 @@ class QdrantClientVectorStore:
             where = m.Filter(must=must or None, must_not=must_not)
             if not search.media:
                 return m.QueryRequest(query=search.vector.astype(np.float32).tolist(), using=using, limit=search.limit,
-                                      filter=where, with_payload=["course_id"])
+                                      filter=where, with_payload=["course_id"], params=self._params)
             nearest = {using: search.vector, **search.media}
             prefetches = [m.Prefetch(query=vector.astype(np.float32).tolist(), using=name, limit=search.limit,
-                                     filter=where) for name, vector in nearest.items()]
+                                     filter=where, params=self._params) for name, vector in nearest.items()]
             return m.QueryRequest(prefetch=prefetches, query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), limit=search.limit,
                                   filter=where, with_payload=["course_id"])
 

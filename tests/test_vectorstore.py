@@ -17,6 +17,7 @@ from streams.vectorstore import (
     CoursePoint,
     EdgeVectorStore,
     Hits,
+    SEARCH_EF,
     QdrantClientVectorStore,
     Search,
     VectorStore,
@@ -207,6 +208,7 @@ def test_a_server_search_sends_filters_and_reads_course_ids() -> None:
     assert first["using"] == "text" and first["limit"] == 5 and first["with_payload"] == ["course_id"]
     assert first["filter"]["must"] == [{"key": "language", "match": {"value": "en"}}]
     assert first["filter"]["must_not"] == [{"has_id": [point_id("c1")]}]
+    assert first["params"]["hnsw_ef"] == SEARCH_EF  # the beam width each nearest search asks for
 
 
 @pytest.mark.parametrize(("status", "outage"), [(429, True), (502, True), (503, True), (504, True),

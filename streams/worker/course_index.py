@@ -81,13 +81,14 @@ class CourseIndex(mode.Service):
         if self._store is None:
             c = self.config
             if c.vector_store == "edge":
-                self._store = EdgeVectorStore(c.data_dir / "qdrant-edge")
+                self._store = EdgeVectorStore(c.data_dir / "qdrant-edge", c.vector_search_ef)
             else:
                 self._store = QdrantClientVectorStore(
                     c.qdrant_collection,
                     url=c.qdrant_url,
                     api_key=c.qdrant_api_key.get_secret_value() if c.qdrant_api_key else None,
                     path=None if c.qdrant_url else c.data_dir / "qdrant-local",
+                    search_ef=c.vector_search_ef,
                 )
         return self._store
 
