@@ -40,10 +40,12 @@ PAGE = 1000
 MEDIA_VECTORS = {modality: f"{modality}_reduced" for modality in MODALITIES}
 #: The rank constant of reciprocal rank fusion (Qdrant's default).
 RRF_K = 60
-#: The HNSW beam width of each nearest search (``hnsw_ef``; the engine widens it to the search's
-#: limit). Qdrant's default is its index's ``ef_construct`` (100). Over 100,000 courses 64 costs
-#: about two thirds of that for the same nearest courses (text recall@60 against an exact search
-#: 0.990 against 0.992, @10 1.0 both); a catalogue below the indexing threshold is searched exactly.
+#: The HNSW beam width of each nearest search (``hnsw_ef``). Qdrant's default is its index's
+#: ``ef_construct`` (100), and it widens the beam to the search's limit, which grows with the
+#: learner's history (``online.candidates.nearest_limit``). Over 100,000 courses a search for 60
+#: courses at 64 costs about two thirds of one at 100 and finds the same nearest courses (text
+#: recall@60 against an exact search 0.990 against 0.992, @10 1.0 both). A catalogue below the
+#: engine's indexing threshold is searched exactly.
 SEARCH_EF = 64
 #: Payload fields with a keyword index: the ones queries filter on.
 KEYWORD_FIELDS = ("course_id", "language", "level", "part_of", "skills", "prerequisites", "model_version")
