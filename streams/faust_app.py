@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         canonical_url=settings.canonical_url(),
+        producer_max_batch_size=settings.kafka_producer_batch_bytes,
     )
 
 

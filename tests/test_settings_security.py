@@ -1,5 +1,6 @@
 """Kafka SASL/SSL settings reach every client the same way: Faust's (aiokafka), and the plain
-aiokafka and kafka-python clients of the tools. No broker: the clients are only built.
+aiokafka and kafka-python clients of the tools; the worker's producer batch reaches Faust's. No
+broker: the clients are only built.
 
 Secrets: placeholders and empty values are refused, files in ``COURSESTREAM_SECRETS_DIR`` are
 read, and neither service starts beyond loopback without a token."""
@@ -123,3 +124,15 @@ def test_the_services_refuse_to_serve_beyond_loopback_without_a_token(command: s
 def test_loopback_is_loopback_and_nothing_else_is() -> None:
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "10.0.0.5", "worker-0.svc", ""))
+
+
+def test_the_worker_app_sends_batches_that_hold_many_lists() -> None:
+    """A list is several KB: at Kafka's default batch (16,384 bytes) each partition's batch would
+    hold two or three, and every further send would wait for the broker's answer."""
+    from streams.faust_app import create_app
+
+    app = create_app(Settings(kafka_producer_batch_bytes=300_000))
+    assert app.producer._settings_default()["max_batch_size"] == 300_000
+    assert create_app(Settings()).conf.producer_max_batch_size == 262_144
+    with pytest.raises(ValidationError):
+        Settings(kafka_producer_batch_bytes=1_000_000)  # Faust's request size: a batch must fit in one
