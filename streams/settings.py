@@ -44,7 +44,7 @@ class Settings(SecretFileSettings):
         262_144, ge=16_384, lt=1_000_000, description="The worker's producer batch per partition (Faust's"
         " producer_max_batch_size; below its 1,000,000-byte request size). A list is several KB, and once a"
         " partition's batch is full each send waits for the broker to answer the request before: at Kafka's"
-        " 16,384 a batch held two or three lists, and lists went out a few per round trip.",
+        " 16,384 a batch held about three lists, and lists went out a few per round trip.",
     )
     kafka_embedded: bool = Field(
         False, description="The broker is the embedded one (Tansu, set by `coursestream demo`/`broker`):"
