@@ -380,8 +380,8 @@ class Pipeline:
         phase.send_s = time.monotonic() - started
         await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
         phase.cpu_s = cpu_seconds(self.pid) - cpu_before
-        if searched_before is not None:
-            seconds, calls = await search_time(self.metrics_url)  # type: ignore[arg-type]
+        if self.metrics_url and searched_before is not None:
+            seconds, calls = await search_time(self.metrics_url)
             phase.searches = (seconds - searched_before[0], calls - searched_before[1])
         phase.answers = self.collector.answers[expected - len(events):]
         phase.lists = self.collector.records - records_before
