@@ -273,9 +273,11 @@ class EdgeVectorStore:
         if self._shard is None or not searches:
             return [Hits([], []) for _ in searches]
         q = self._q
+        everywhere = self._held_by_every_point({key for search in searches for key in search.match})
 
         def request(search: Search) -> Any:
-            must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in search.match.items()]
+            must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in search.match.items()
+                    if everywhere.get(k) != v]
             must_not = [q.HasIdCondition({edge_point_id(c) for c in search.exclude})] if search.exclude else None
             where = q.Filter(must=must or None, must_not=must_not)
             nearest = {using: search.vector, **search.media}
@@ -295,6 +297,19 @@ class EdgeVectorStore:
         payloads = self._payloads
         return [_hits([payloads[hit.id]["course_id"] for hit in hits], [hit.score for hit in hits], search)
                 for search, hits in zip(searches, results)]
+
+    def _held_by_every_point(self, keys: Collection[str]) -> dict[str, Any]:
+        """Of the indexed payload ``keys``, those every stored point holds one same value of (the
+        usual ``model_version``, a one-language catalogue's ``language``), and that value, from the
+        payload index's counts. A match on it filters nothing, yet the engine would check it at
+        every point it visits: about a third of a search's time."""
+        q, stored = self._q, self._shard.info().points_count
+        everywhere = {}
+        for key in set(keys).intersection(KEYWORD_FIELDS):
+            hits = self._shard.facet(q.FacetRequest(key, limit=2)).hits
+            if len(hits) == 1 and hits[0].count == stored:  # any doubt keeps the filter
+                everywhere[key] = hits[0].value
+        return everywhere
 
     def points(self, course_ids: Sequence[str], using: str, also: Collection[str] = ()) -> dict[str, CoursePoint]:
         if self._shard is None or not course_ids:

@@ -118,6 +118,26 @@ def test_one_query_fuses_a_prefetch_per_named_vector(store: VectorStore, points:
     np.testing.assert_allclose(found[with_images[5].course_id].vectors["image_reduced"], images[5], atol=1e-6)
 
 
+def test_an_edge_search_skips_a_match_every_course_holds(tmp_path: Path, points: list[CoursePoint]) -> None:
+    """A match every stored course satisfies filters nothing, so the embedded engine is not asked to
+    check it at each point it visits: the lists stay the same, and a course that changes its
+    value brings the filter back."""
+    store = EdgeVectorStore(tmp_path / "edge")
+    english = [CoursePoint(p.course_id, p.vectors, {**p.payload, "language": "en"}) for p in points]
+    store.ensure_collection({"text": 384})
+    store.upsert(english)
+    assert store._held_by_every_point({"language", "course_id"}) == {"language": "en"}
+    query = points[7].vectors["text"]
+    [(ids, _)] = store.search([Search(query, 10, {"language": "en"})], "text")
+    assert ids == exact_top(english, query, 10)
+
+    store.upsert([CoursePoint(points[7].course_id, points[7].vectors, {"language": "fr"})])
+    assert store._held_by_every_point({"language"}) == {}
+    [(ids, _)] = store.search([Search(query, 10, {"language": "en"})], "text")
+    assert ids == exact_top(english[:7] + english[8:], query, 10)
+    store.close()
+
+
 def test_resending_a_course_updates_it(store: VectorStore, points: list[CoursePoint]) -> None:
     store.ensure_collection({"text": 384})
     store.upsert(points[:10])
