@@ -43,7 +43,7 @@ FEATURES = (
     "popularity",         # log1p(decayed number of learners who took it up lately)
     "in_use",             # log1p(decayed number of uses lately, first or not: what the cohort works on now)
     "factors",            # the learner's and the course's latent factors' dot product (0 if below)
-    "newly_used",         # 1 for a course first used just now (in a cohort: just released), halving every 3 days
+    "newly_used",         # 1 for a course first used just now (in a cohort: just released), halving every 3 days; 0 for a newcomer
     "unlocks",            # 1 if the learner's last course is one of its prerequisites
     "prerequisites_met",  # 1 if it has prerequisites (all of them taken, or it is dropped)
     "level_fit",          # 1 when its difficulty is just above the learner's mastery; 0.5 unknown
@@ -122,7 +122,9 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
     in_use, first_used = models.usage.predict_many(ids, times)
     matrix[:, COLUMN["popularity"]] = np.log1p(popularity)
     matrix[:, COLUMN["in_use"]] = np.log1p(in_use)
-    matrix[:, COLUMN["newly_used"]] = halved(times - first_used, NEWLY_USED_HALF_LIFE_S)
+    # what the cohort just began suits a learner on the way; one who took nothing yet starts where it is
+    on_the_way = np.array([s.profile.taken_count > 0 for s in lists])[owner]
+    matrix[:, COLUMN["newly_used"]] = np.where(on_the_way, halved(times - first_used, NEWLY_USED_HALF_LIFE_S), 0.0)
     matrix[:, COLUMN["freshness"]] = halved(times - catalogue.indexed_at[rows], FRESH_HALF_LIFE_S)
     matrix[:, COLUMN["prerequisites_met"]] = catalogue.has_prerequisites[rows]
     matrix[:, COLUMN["level_fit"]] = 0.5

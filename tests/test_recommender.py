@@ -20,6 +20,7 @@ from online.recommender import (
     POLICIES,
     PRIOR,
     PRIOR_INTERCEPT,
+    USAGE_HALF_LIFE_DAYS,
     Candidate,
     Recommender,
     Shown,
@@ -81,7 +82,7 @@ def test_a_new_learner_gets_what_is_popular_in_their_context() -> None:
     assert [i.course_id for i in items] == ["a1", "a2"]
     reasons = {reason.code: reason.value for reason in items[0].reasons}
     assert reasons["popular_now"] == pytest.approx(3 * 0.5 ** (1 / 3), abs=0.01)  # a day old
-    assert reasons["in_use_now"] == pytest.approx(3 * 0.5 ** (1 / 3), abs=0.01)
+    assert reasons["in_use_now"] == pytest.approx(3 * 0.5 ** (1 / USAGE_HALF_LIFE_DAYS), abs=0.01)
 
 
 def test_difficulty_aims_just_above_mastery() -> None:
