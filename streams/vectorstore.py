@@ -197,7 +197,7 @@ class EdgeVectorStore:
     a shard written with UUID point ids (before 2026-12) is re-keyed when it is opened.
 
     ``qdrant-edge-py`` (0.9) holds the GIL for the whole of each call: another Python thread
-    waits while it searches (a search over 100,000 courses: about 1.5 ms).
+    waits while it searches (over 100,000 courses, the worker's searches take 0.5 to 1 ms a list).
     """
 
     def __init__(self, path: Path, search_ef: int = SEARCH_EF) -> None:
