@@ -95,9 +95,9 @@ __all__ = ["COLUMN", "DIVERSE", "FEATURES", "FUSION_FEATURES", "FUSION_LEARNING_
 #: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
 #: (softmax over each step's candidates) on OULAD AAA 2013J, whole presentation, with the encoder's
 #: vectors, in the evaluation harness (``coursestream evaluate``); 2014J is kept out of the fit. The
-#: latent factors' two weights were then doubled and raised by 60% (its share) on the same
-#: presentation's NDCG@10, which the softmax fit does not maximise (0.6183 -> 0.6208). OULAD has no
-#: prerequisites, levels or index times, so those features keep hand-set weights.
+#: latent factors' two weights are set on the same presentation's NDCG@10, which the softmax fit
+#: does not maximise. OULAD has no prerequisites, levels or index times, so those features keep
+#: hand-set weights.
 PRIOR = {
     "similarity": 3.92, "collaborative": 4.66, "popularity": 0.06, "in_use": 0.46, "factors": 1.02,
     "popularity_share": 0.63, "collaborative_share": 0.97, "in_use_share": 0.85, "factors_share": 1.73,
