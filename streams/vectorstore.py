@@ -273,7 +273,12 @@ class EdgeVectorStore:
         if self._shard is None or not searches:
             return [Hits([], []) for _ in searches]
         q = self._q
-        everywhere = self._held_by_every_point({key for search in searches for key in search.match})
+        values: dict[str, set[Any]] = {}
+        for search in searches:
+            for key, value in search.match.items():
+                values.setdefault(key, set()).add(value)
+        # a key whose searches ask for different values (a prerequisite) cannot be held by every point
+        everywhere = self._held_by_every_point([key for key, asked in values.items() if len(asked) == 1])
 
         def request(search: Search) -> Any:
             must = [q.FieldCondition(key=k, match=q.MatchValue(v)) for k, v in search.match.items()

@@ -361,9 +361,9 @@ class Pipeline:
     """A topic pair on the broker with whatever processes its events (a worker or the pass-through)."""
 
     def __init__(self, settings: Settings, pid: int,
-                 answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation,
-                 metrics_url: str | None = None) -> None:
-        self.settings, self.pid, self.metrics_url = settings, pid, metrics_url
+                 answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation) -> None:
+        self.settings, self.pid = settings, pid
+        self.metrics_url: str | None = None  # a worker's, once it serves them: its phases report their searches
         self.collector = Collector(settings, settings.topic_recommendations, answers)
         self.phases: list[Phase] = []
 
@@ -380,7 +380,7 @@ class Pipeline:
         phase.send_s = time.monotonic() - started
         await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
         phase.cpu_s = cpu_seconds(self.pid) - cpu_before
-        if self.metrics_url and searched_before is not None:
+        if searched_before is not None:
             seconds, calls = await search_time(self.metrics_url)
             phase.searches = (seconds - searched_before[0], calls - searched_before[1])
         phase.answers = self.collector.answers[expected - len(events):]
