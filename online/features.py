@@ -32,6 +32,7 @@ from online.candidates import Shortlist
 from online.catalogue import MEDIA_DIM, MODALITIES, UNSET, Catalogue
 from online.difficulty import sigmoid
 from online.mastery import KnowledgeState
+from online.position import fit
 from online.rows import RowKeys
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ FEATURES = (
     "image_known",        # 1 if both the learner and the course have an image vector
     "video_similarity",   # the same for video
     "video_known",
+    "path_position",      # 1 when others took it up after about as many courses as the learner has taken; 0 unknown
 )
 #: Each media modality's features: their weights are the learned fusion (``Reranker.learn_list``).
 MEDIA_FEATURES = {modality: (f"{modality}_similarity", f"{modality}_known") for modality in MODALITIES}
@@ -136,6 +138,8 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
     contexts = np.array([catalogue.parts.code(s.profile.context) for s in lists], dtype=np.int32)[owner]
     parts = catalogue.part_of[rows]
     matrix[:, COLUMN["novelty"]] = (contexts != UNSET) & (parts != UNSET) & (parts != contexts)
+    taken = np.array([s.profile.taken_count for s in lists], dtype=np.float64)[owner]
+    matrix[:, COLUMN["path_position"]] = fit(taken, *models.position.predict_many(ids))
 
     for s, start, size in zip(lists, starts.tolist(), sizes.tolist()):
         if not size:

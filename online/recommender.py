@@ -1,7 +1,8 @@
 """The learning and ranking core: learner events in, ranked and explained recommendations out.
 
 One :class:`Recommender` holds what a group of learners shares, all learned online from
-their events: course popularity (``online.popularity``), what learners took up next
+their events: course popularity (``online.popularity``), where in learners' paths each course
+is taken up (``online.position``), what learners took up next
 (``online.transitions``, the collaborative model), latent factors of learners and courses
 (``online.factorization``), question difficulty and the repeat weights inside the mastery
 model (``online.mastery``), the re-ranker (``online.reranker``) and the exploration bandit
@@ -10,16 +11,14 @@ The live worker (one Recommender per partition, backed by Faust tables), the rep
 evaluation and the tests all drive this same code.
 
 **Learning** (:meth:`Recommender.learn_one`). When a learner takes up a course for the first
-time, and before anything moves, the re-ranker learns from it (if its learning rate is above
-0; by default it keeps its fitted prior, see :data:`LEARNING_RATE`): the course is a positive,
-with the features it had for this learner just then, and the courses of the learner's last
-list that they left are negatives (with the features they were shown with, together weighing
-as much as the positive); the learned fusion moves the media features' weights from the
-same take-up (:data:`FUSION_LEARNING_RATE`); an exploring
-item rewards its bandit arm if it was taken up. Then the course's popularity and the
-transitions from the learner's recent courses count it. Every click or view, first or not,
-counts towards the course's use (what a cohort works on now), and the profile learns the
-event (interest, knowledge, taken courses).
+time, and before anything moves, the re-ranker learns from it if it was on the learner's last
+list (:data:`LEARNING_RATE`): its weights move towards a weighting that would have shown it
+higher among the shown courses the learner had not taken; the learned fusion moves the media
+features' weights from the same take-up (:data:`FUSION_LEARNING_RATE`); an exploring item
+rewards its bandit arm if it was taken up. Then the course's popularity, its place in learners'
+paths and the transitions from the learner's recent courses count it. Every click or view,
+first or not, counts towards the course's use (what a cohort works on now), and the profile
+learns the event (interest, knowledge, taken courses).
 
 **Ranking** (:meth:`Recommender.rank`), a segment of lists at a time, in named steps:
 
@@ -66,6 +65,7 @@ True
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -84,6 +84,7 @@ from online.features import COLUMN, FEATURES, MEDIA_FEATURES, features
 from online.mastery import MasteryModel
 from online.order import DIVERSE, POLICIES, RERANKED, best_first_many, order
 from online.popularity import DecayedPopularity
+from online.position import PathPosition
 from online.profile import LearnerProfile
 from online.reranker import Reranker
 from online.rows import RowKeys
@@ -95,22 +96,27 @@ __all__ = ["COLUMN", "DIVERSE", "FEATURES", "FUSION_FEATURES", "FUSION_LEARNING_
 #: others did next, the latent factors and newly used courses (and the shares) are a listwise fit
 #: (softmax over each step's candidates) on OULAD AAA 2013J, whole presentation, with the encoder's
 #: vectors, in the evaluation harness (``coursestream evaluate``); 2014J is kept out of the fit. The
-#: latent factors' two weights are set on the same presentation's NDCG@10, which the softmax fit
-#: does not maximise. OULAD has no prerequisites, levels or index times, so those features keep
-#: hand-set weights.
+#: latent factors' two weights and the path position's are set on the same presentation's NDCG@10,
+#: which the softmax fit does not maximise. OULAD has no prerequisites, levels or index times, so
+#: those features keep hand-set weights.
 PRIOR = {
     "similarity": 3.92, "collaborative": 4.66, "popularity": 0.06, "in_use": 0.46, "factors": 1.02,
     "popularity_share": 0.63, "collaborative_share": 0.97, "in_use_share": 0.85, "factors_share": 1.73,
     "newly_used": 2.2, "unlocks": 1.0, "prerequisites_met": 0.3, "level_fit": 0.5, "novelty": -0.3, "freshness": 0.2,
-    "image_similarity": 1.0, "image_known": 0.0, "video_similarity": 1.0, "video_known": 0.0,
+    "image_similarity": 1.0, "image_known": 0.0, "video_similarity": 1.0, "video_known": 0.0, "path_position": 1.0,
 }
 PRIOR_INTERCEPT = -4.0
-#: The re-ranker's default SGD step: 0, it keeps the fitted prior (the worker's
-#: ``COURSESTREAM_RERANKER_LEARNING_RATE`` turns learning on). Its negatives are the learner's own
-#: last list, a biased sample (the ranking's own top), so they weigh together as much as the
-#: positive. On OULAD AAA no learning rule beat the prior (NDCG@10 of 2013J and the held-out
-#: 2014J); learning is for a catalogue or population unlike the prior's.
-LEARNING_RATE = 0.0
+#: The re-ranker's default online step (``Reranker.learn_choice``): from each take-up of a shown
+#: course, the groups of :data:`CHOICE_GROUPS` move towards the weighting that would have shown it
+#: higher. 0 keeps the prior. On OULAD AAA 2013J NDCG@10 is 0.6256 with it and 0.6236 with the prior
+#: alone; the step and its size were set there (steps 0.01 to 0.05, factors 1.25 and 1.5).
+LEARNING_RATE = 0.01
+#: The weights the online step moves, each group as one (a feature and its share): the fitted
+#: ones, whose balance differs from one module to another.
+CHOICE_GROUPS = (
+    ("similarity",), ("collaborative", "collaborative_share"), ("in_use", "in_use_share"), ("newly_used",),
+    ("factors", "factors_share"), ("popularity", "popularity_share"),
+)
 #: The step of the learned fusion: the media features' weights (``online.features.MEDIA_FEATURES``)
 #: learned from every take-up against the shown courses left (``Reranker.learn_list``), from the
 #: prior above. Text-only catalogues never move them (their media features are all 0).
@@ -121,6 +127,8 @@ FUSION_LEARNING_RATE = 0.05
 USAGE_HALF_LIFE_DAYS = 1.0
 #: The weights the learned fusion moves.
 FUSION_FEATURES = tuple(name for names in MEDIA_FEATURES.values() for name in names)
+_FUSION_COLUMNS = [COLUMN[name] for name in FUSION_FEATURES]
+_FEATURE_VALUES = operator.itemgetter(*FEATURES)
 
 LearnerEvent = ClickEvent | VideoEvent | QuizEvent
 _ITEMS = TypeAdapter(list[RecommendedItem])
@@ -156,11 +164,26 @@ class Shown:
             items,
         )
 
+    def untaken(self, profile: LearnerProfile, course_id: str) -> Shown:
+        """The items the learner had not taken up before ``course_id`` (a list answers every
+        take-up until the next one: the worker gives one after every event, a replay one a day)."""
+        keep = [j for j, shown_id in enumerate(self.course_ids) if shown_id == course_id or not profile.has_taken(shown_id)]
+        if len(keep) == len(self.course_ids):
+            return self
+        return Shown(tuple(self.course_ids[j] for j in keep), tuple(self.arms[j] for j in keep),
+                     [self.items[j] for j in keep] if self.items else ())
+
     @property
     def features(self) -> np.ndarray:
         """The items' features, a row each (:data:`FEATURES`)."""
-        return np.array([[item.get("features", {}).get(name, 0.0) for name in FEATURES] for item in self.items],
-                        dtype=np.float64).reshape(len(self.items), len(FEATURES))
+        rows = []
+        for item in self.items:
+            shown_with = item.get("features") or {}
+            try:
+                rows.append(_FEATURE_VALUES(shown_with))
+            except KeyError:  # a list from before a feature was added, or one without features
+                rows.append(tuple(shown_with.get(name, 0.0) for name in FEATURES))
+        return np.array(rows, dtype=np.float64).reshape(len(self.items), len(FEATURES))
 
 
 NOTHING_SHOWN = Shown((), ())
@@ -173,6 +196,7 @@ class Recommender:
     popularity: DecayedPopularity = field(default_factory=DecayedPopularity)
     usage: DecayedPopularity = field(default_factory=lambda: DecayedPopularity(USAGE_HALF_LIFE_DAYS))
     transitions: NextCourse = field(default_factory=NextCourse)
+    position: PathPosition = field(default_factory=PathPosition)
     factors: CourseFactors = field(default_factory=CourseFactors)
     reranker: Reranker = field(default_factory=lambda: Reranker(PRIOR, PRIOR_INTERCEPT, LEARNING_RATE))
     explorer: ThompsonExplorer = field(default_factory=ThompsonExplorer)
@@ -195,6 +219,7 @@ class Recommender:
             popularity=DecayedPopularity(table=tables("popularity")),
             usage=DecayedPopularity(USAGE_HALF_LIFE_DAYS, table=tables("usage")),
             transitions=NextCourse(table=tables("transitions")),
+            position=PathPosition(table=tables("position")),
             factors=CourseFactors(table=tables("factors")),
             reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate, table=tables("reranker")),
             explorer=ThompsonExplorer(table=tables("explorer")),
@@ -224,24 +249,22 @@ class Recommender:
             return False
         time = event.event_time.timestamp()
         if not profile.has_taken(event.course_id):
-            if self.reranker.learning_rate:  # else the prior stays: spare the positive's features
-                similarity = profile.similarity(vector) if vector is not None else 0.0
-                taken_up = Candidate(event.course_id, similarity, payload)
-                # its shares are taken against what the learner could have been offered instead
-                offered = self.candidate_ids(profile, POOL, time)
-                others = [Candidate(c, 0.0) for c in offered if c != event.course_id and not profile.has_taken(c)]
-                positive = self.features(profile, [taken_up, *others], time)[0]
-                self.reranker.learn_one(dict(zip(FEATURES, positive.tolist())), True)
-                left = [j for j, course_id in enumerate(shown.course_ids) if course_id != event.course_id]
-                negatives = shown.features
-                for j in left:  # together they weigh as much as the positive (see LEARNING_RATE)
-                    self.reranker.learn_one(dict(zip(FEATURES, negatives[j].tolist())), False, w=1.0 / len(left))
-            if self.fusion_learning_rate:
-                self._learn_fusion(profile, event.course_id, media or {}, shown)
+            shown = shown.untaken(profile, event.course_id)
+            chooses = bool(self.reranker.learning_rate) and event.course_id in shown.course_ids
+            left = [j for j, shown_id in enumerate(shown.course_ids) if shown_id != event.course_id]
+            # with no media interest, the list was shown without media similarity: nothing to fuse
+            fuses = bool(self.fusion_learning_rate and left and (profile.media or media))
+            if chooses or fuses:
+                seen = shown.features  # read once, for both
+                if chooses:
+                    self.reranker.learn_choice(seen, shown.course_ids.index(event.course_id), FEATURES, CHOICE_GROUPS)
+                if fuses:
+                    self._learn_fusion(profile, media or {}, seen[left])
             for course_id, arm in zip(shown.course_ids, shown.arms):
                 if arm is not None:
                     self.explorer.update(arm, float(course_id == event.course_id))
             self.transitions.learn_one(profile.recent, event.course_id, time)
+            self.position.learn_one(event.course_id, profile.taken_count)
             self.popularity.learn_one(event.course_id, time, context=context_key(payload.get("part_of")))
         if isinstance(event, ClickEvent | VideoEvent):
             self.usage.learn_one(event.course_id, time)
@@ -251,20 +274,17 @@ class Recommender:
             context=payload.get("part_of"), language=payload.get("language"), media=media,
         )
 
-    def _learn_fusion(self, profile: LearnerProfile, course_id: str, media: Mapping[str, np.ndarray],
-                      shown: Shown) -> None:
+    def _learn_fusion(self, profile: LearnerProfile, media: Mapping[str, np.ndarray], left: np.ndarray) -> None:
         """The learned fusion's step for a take-up (see :data:`FUSION_LEARNING_RATE`): the taken
-        course's media features, for the profile before it moves, against the shown ones left."""
-        left = [j for j, shown_id in enumerate(shown.course_ids) if shown_id != course_id]
-        if not left:
-            return
+        course's media features, for the profile before it moves, against the features of the
+        shown ones left (a row each)."""
+        others = left[:, _FUSION_COLUMNS]
         taken = np.zeros(len(FUSION_FEATURES))
         for modality in MODALITIES:
             similarity = profile.media_similarity(modality, media.get(modality))
             if similarity is not None:
                 name, known = MEDIA_FEATURES[modality]
                 taken[FUSION_FEATURES.index(name)], taken[FUSION_FEATURES.index(known)] = similarity, 1.0
-        others = shown.features[left][:, [COLUMN[name] for name in FUSION_FEATURES]]
         if not taken.any() and not others.any():  # text only: nothing to learn, spare the table a write
             return
         self.reranker.learn_list(taken, others, FUSION_FEATURES, self.fusion_learning_rate)
@@ -315,14 +335,6 @@ class Recommender:
                                   weights))
             start = end
         return ranked
-
-    def features(self, profile: LearnerProfile, candidates: Sequence[Candidate], time: float) -> np.ndarray:
-        """The :data:`FEATURES` of each of ``candidates`` for one learner, as offered (no rules applied)."""
-        catalogue = Catalogue()
-        rows = np.array([catalogue.put(c.course_id, c.vector, c.payload, media=c.media) for c in candidates],
-                        dtype=np.int64)
-        similarity = np.array([c.similarity for c in candidates], dtype=np.float64)
-        return features(self, catalogue, [Shortlist(profile, rows, similarity, time)])
 
     def recommend(
         self,

@@ -2,21 +2,22 @@
 
 It scores how likely a learner is to take up a candidate next, from features such as content
 similarity, what others learned next, popularity, prerequisites and level (see
-``online.recommender.FEATURES``). It learns online from what learners do after a
-recommendation: the course a learner takes up next is a positive, the courses they were shown
-and left are negatives.
+``online.recommender.FEATURES``). It learns online from what learners do with a list: a course
+taken up from it moves the weights towards a weighting that would have shown it higher among
+the items shown (:meth:`Reranker.learn_choice`); explicit feedback on one item is a labelled
+example for river's own step (:meth:`Reranker.learn_one`).
 
-A new model starts from prior weights (a hand-set ranking: similarity and collaborative score
-first), so the first lists are sensible; learning moves the weights from there. The weights
-live in a mapping the caller provides (JSON-friendly, one entry), so a stream processor's table
-can back it and the model recovers with it.
+A new model starts from prior weights (a fitted ranking), so the first lists are sensible;
+learning moves the weights from there. The weights live in a mapping the caller provides
+(JSON-friendly, one entry), so a stream processor's table can back it and the model recovers
+with it.
 
 >>> from online.reranker import Reranker
 >>> reranker = Reranker(prior={"similarity": 2.0, "popularity": 0.0}, intercept=-1.0)
 >>> liked, ignored = {"similarity": 0.2, "popularity": 1.0}, {"similarity": 0.9, "popularity": 0.0}
 >>> reranker.predict_one(liked) < reranker.predict_one(ignored)
 True
->>> for _ in range(200):  # learners keep taking up the popular course over the similar one
+>>> for _ in range(200):  # learners keep rating the popular course up and the similar one down
 ...     reranker.learn_one(liked, True)
 ...     reranker.learn_one(ignored, False)
 >>> reranker.predict_one(liked) > reranker.predict_one(ignored)
@@ -35,6 +36,10 @@ from river import base, linear_model, optim
 
 #: The key of the model's entry in its table.
 KEY = "reranker"
+#: How far :meth:`Reranker.learn_choice` scales a group's weights down and up to compare rankings.
+CHOICE_STEP = 1.25
+#: How far a group's weights may move from their prior on a log scale (e ** 2: 7.4 times).
+CHOICE_BOUND = 2.0
 
 
 class Reranker(base.Classifier):
@@ -45,8 +50,7 @@ class Reranker(base.Classifier):
     prior, intercept
         Weights of a model that has not learned yet.
     learning_rate
-        SGD step; small, because every learner event brings one positive and up to ``k``
-        negatives; 0 keeps the prior.
+        The step of both rules (see the module); 0 keeps the prior.
     table
         Where the weights live (``{KEY: {"w": weights, "b": intercept, "n": updates}}``).
     """
@@ -64,6 +68,7 @@ class Reranker(base.Classifier):
         self.table: MutableMapping[str, Any] = {} if table is None else table
         self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), intercept_lr=learning_rate)
         self._loaded_updates = -1
+        self._groups: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def updates(self) -> int:
@@ -140,6 +145,50 @@ class Reranker(base.Classifier):
         for name, weight in zip(names, (weights + step).tolist()):
             model._weights[name] = weight
         self._store(model)
+
+    def learn_choice(self, shown: np.ndarray, chosen: int, names: Sequence[str],
+                     groups: Sequence[Sequence[str]]) -> None:
+        """Learn from a learner's choice among the items of a list they were shown: ``shown`` holds
+        the items' features (a row each, columns ``names``), ``chosen`` is the row they took up.
+
+        The items are ranked twice for each of ``groups`` (weights that move as one), with that
+        group's weights scaled down and up by :data:`CHOICE_STEP`; the group's weights move, on a
+        log scale, by ``learning_rate`` times how much higher the second ranking places the chosen
+        item than the first (its discounted gain, 1 / log2(1 + rank)): an online finite-difference
+        ascent of the taken course's rank, the comparison made on what the learner saw. A group
+        stays within :data:`CHOICE_BOUND` of its prior on that scale.
+
+        >>> reranker = Reranker(prior={"similarity": 2.0, "popularity": 1.0}, learning_rate=0.1)
+        >>> shown = np.array([[0.9, 0.0], [0.2, 1.0], [0.5, 0.4]])  # the learner took the popular one
+        >>> reranker.learn_choice(shown, 1, ["similarity", "popularity"], [["similarity"], ["popularity"]])
+        >>> {name: round(weight, 3) for name, weight in reranker.weights().items()}
+        {'similarity': 1.942, 'popularity': 1.03}
+        """
+        model = self._load()
+        weights = np.array([model._weights.get(name, 0.0) for name in names])
+        members, prior, moved = self._groups_of(names, groups)
+        log_step = np.log(CHOICE_STEP)
+        scaled = weights[:, None] * np.exp(log_step * np.concatenate([-members, members], axis=1))
+        scores = shown @ scaled
+        gain = 1.0 / np.log2(2.0 + (scores > scores[chosen]).sum(axis=0))
+        slope = (gain[len(groups):] - gain[: len(groups)]) / (2.0 * log_step)
+        if not slope.any():  # no group moves the chosen item: spare the table a write
+            return
+        ratio = np.log(np.divide(weights, prior, out=np.ones_like(weights), where=moved))
+        ratio = np.clip(ratio + members @ (self.learning_rate * slope), -CHOICE_BOUND, CHOICE_BOUND)
+        for name, weight in zip(names, np.where(moved, prior * np.exp(ratio), weights).tolist()):
+            model._weights[name] = weight
+        self._store(model)
+
+    def _groups_of(self, names: Sequence[str], groups: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which of ``groups`` each of ``names`` belongs to (a 0/1 matrix), their prior weights and
+        which of them move (in a group, with a prior to move from); worked out once."""
+        key = (tuple(names), tuple(map(tuple, groups)))
+        if key not in self._groups:
+            members = np.array([[name in group for group in groups] for name in names], dtype=np.float64)
+            prior = np.array([self.prior.get(name, 0.0) for name in names])
+            self._groups[key] = members, prior, members.any(axis=1) & (prior != 0.0)
+        return self._groups[key]
 
     def _store(self, model: linear_model.LogisticRegression) -> None:
         updates = self._loaded_updates + 1

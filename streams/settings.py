@@ -120,8 +120,8 @@ class Settings(SecretFileSettings):
     interest_half_life_days: float = Field(14.0, gt=0)
     explore_share: float = Field(0.1, ge=0, le=1, description="Share of recommended slots that explore (bandit-picked, marked explore).")
     reranker_learning_rate: float = Field(
-        0.0, ge=0, description="The re-ranker's online SGD step from what learners take up after a list; 0 keeps the"
-        " prior fitted on OULAD, which no online rule beat there (see online.recommender.LEARNING_RATE).",
+        0.01, ge=0, description="The re-ranker's online step from each course a learner takes up from their last"
+        " list (online.recommender.LEARNING_RATE); 0 keeps the prior fitted on OULAD.",
     )
     fusion_learning_rate: float = Field(
         0.05, ge=0, description="The learned fusion's step: the weights of the image and video similarity features, "

@@ -11,8 +11,11 @@ import pytest
 from river import optim, reco
 
 from online.bloom import BloomFilter
+from online.candidates import Shortlist
+from online.catalogue import Catalogue
 from online.events import ClickEvent, QuizEvent, RecommendedItem
 from online.factorization import CourseFactors, _initial
+from online.features import features
 from online.profile import MAX_BYTES, LearnerProfile
 from online.recommender import (
     COLUMN,
@@ -45,28 +48,61 @@ def candidates(profile: LearnerProfile, catalogue: dict[str, tuple[np.ndarray, d
 
 
 def test_the_reranker_learns_what_learners_take_up_after_a_recommendation() -> None:
-    """Learners are shown the most similar courses but keep taking up the popular one instead:
-    the re-ranker moves its weights from similarity towards popularity, and ranks it first."""
-    catalogue = {f"c{i}": (unit(1.0, i / 10), {"part_of": "m"}) for i in range(12)}
-    catalogue["favourite"] = (unit(0.2, 1.0), {"part_of": "m"})
-    recommender = Recommender(reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate=0.02), explore_share=0.0)
-    before = recommender.reranker.weights()
-    for learner in range(60):
-        user, profile = f"u{learner}", LearnerProfile()
-        recommender.learn_one(profile, click(user, "c0", 0), *catalogue["c0"])
-        time = (START + timedelta(days=1)).timestamp()
-        shown = recommender.recommend(profile, candidates(profile, catalogue), k=5, time=time, seed=user)
-        recommender.learn_one(profile, click(user, "favourite", 1), *catalogue["favourite"], shown=Shown.of([i.model_dump() for i in shown]))
+    """Learners are shown a similar course first and, below it, one that others took next; they
+    keep taking up the second: the re-ranker moves its weights from similarity towards what others
+    did, from the list as the learners saw it, until it ranks that course first."""
+    shown = Shown.of([{"course_id": "similar", "features": {"similarity": 0.9}},
+                      {"course_id": "next", "features": {"similarity": 0.7, "collaborative": 0.16}}])
+    recommender = Recommender(reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate=0.1), explore_share=0.0)
+    similar, taken = ({name: value for name, value in zip(FEATURES, row)} for row in shown.features)
+    assert recommender.reranker.predict_one(taken) < recommender.reranker.predict_one(similar)
+    for learner in range(20):
+        recommender.learn_one(LearnerProfile(), click(f"u{learner}", "next", 1), None, {}, shown=shown)
     after = recommender.reranker.weights()
-    assert recommender.reranker.updates >= 60 * 2 + 60 * 4  # a positive per take-up, negatives: the list left
-    assert after["similarity"] < before["similarity"]
-    assert after["popularity"] - before["popularity"] > 0.1 or after["collaborative"] - before["collaborative"] > 0.1
-    newcomer = LearnerProfile()
-    recommender.learn_one(newcomer, click("new", "c0", 2), *catalogue["c0"])
-    time = (START + timedelta(days=2)).timestamp()
-    first = recommender.recommend(newcomer, candidates(newcomer, catalogue), k=5, time=time)[0]
-    assert first.course_id == "favourite"
-    assert {r.code for r in first.reasons} >= {"popular_now", "taken_next_by_others"}
+    assert after["similarity"] < PRIOR["similarity"] and after["collaborative"] > PRIOR["collaborative"]
+    assert after["collaborative_share"] / after["collaborative"] == pytest.approx(
+        PRIOR["collaborative_share"] / PRIOR["collaborative"])  # a feature and its share move as one
+    assert recommender.reranker.predict_one(taken) > recommender.reranker.predict_one(similar)
+
+
+def test_a_list_answers_each_take_up_until_the_next_less_what_was_taken_since() -> None:
+    shown = Shown.of([{"course_id": c, "features": {"similarity": s}} for c, s in (("a", 0.9), ("b", 0.5), ("c", 0.1))])
+    profile = LearnerProfile()
+    Recommender().learn_one(profile, click("u", "a", 0), None, {}, shown=shown)
+    left = shown.untaken(profile, "c")
+    assert left.course_ids == ("b", "c") and left.features[:, COLUMN["similarity"]].tolist() == [0.5, 0.1]
+    assert shown.untaken(LearnerProfile(), "c") is shown
+
+
+def test_path_position_favours_what_others_took_at_the_learner_s_point() -> None:
+    """Learners take intro, loops and recursion in that order: a newcomer's best fit is intro, a
+    learner who has taken one course already is at loops."""
+    recommender = Recommender(explore_share=0.0)
+    for learner in range(3):
+        profile = LearnerProfile()
+        for day, course in enumerate(["intro", "loops", "recursion"]):
+            recommender.learn_one(profile, click(f"u{learner}", course, day), None, {})
+    midway = LearnerProfile()
+    recommender.learn_one(midway, click("m", "art", 0), None, {})
+    catalogue = Catalogue()
+    rows = np.array([catalogue.put(course, None, {}) for course in ("intro", "loops", "recursion")])
+    lists = [Shortlist(profile, rows, np.zeros(3), START.timestamp()) for profile in (LearnerProfile(), midway)]
+    fit = features(recommender, catalogue, lists)[:, COLUMN["path_position"]].reshape(2, 3)
+    assert fit.argmax(axis=1).tolist() == [0, 1]
+    assert fit.max() == 1.0 and fit.min() > 0.0
+
+
+def test_a_take_up_off_the_list_or_with_learning_off_keeps_the_weights() -> None:
+    """Only a course the learner was shown teaches the re-ranker (the comparison is made on what
+    they saw), and a learning rate of 0 keeps the prior."""
+    catalogue = {"intro": (unit(1.0, 0.0), {}), "loops": (unit(1.0, 0.2), {}), "art": (unit(0.0, 1.0), {})}
+    for learning_rate, shown_ids in ((0.1, ["loops"]), (0.0, ["loops", "art"])):
+        recommender = Recommender(reranker=Reranker(PRIOR, PRIOR_INTERCEPT, learning_rate), explore_share=0.0)
+        profile = LearnerProfile()
+        recommender.learn_one(profile, click("u", "intro", 0), *catalogue["intro"])
+        shown = Shown.of([{"course_id": c, "features": {"similarity": 0.9}} for c in shown_ids])
+        recommender.learn_one(profile, click("u", "art", 1), *catalogue["art"], shown=shown)
+        assert recommender.reranker.weights() == PRIOR
 
 
 def test_a_new_learner_gets_what_is_popular_in_their_context() -> None:
@@ -149,12 +185,17 @@ def test_state_fits_json_tables_and_recovers() -> None:
     tables: dict[str, dict] = {}
     recommender = Recommender.over(lambda name: tables.setdefault(name, {}), explore_share=0.1, learning_rate=0.005)
     catalogue = {f"c{i}": (unit(1.0, i / 5), {"part_of": "m", "level": "beginner"}) for i in range(10)}
+    # another learner took up the second of a list they were shown: the re-ranker has learned
+    recommender.learn_one(LearnerProfile(), click("v", "next", 0), None, {}, shown=Shown.of(
+        [{"course_id": "similar", "features": {"similarity": 0.9}},
+         {"course_id": "next", "features": {"similarity": 0.7, "collaborative": 0.16}}]))
     profile = LearnerProfile()
     shown: list[RecommendedItem] = []
     for day in range(6):
         recommender.learn_one(profile, click("u", f"c{day}", day), *catalogue[f"c{day}"], shown=Shown.of([i.model_dump() for i in shown]))
         shown = recommender.recommend(profile, candidates(profile, catalogue), k=3, seed=str(day))
-    assert set(tables) == {"popularity", "usage", "transitions", "factors", "reranker", "explorer", "difficulty", "mastery"}
+    assert set(tables) == {"popularity", "usage", "transitions", "position", "factors", "reranker", "explorer", "difficulty",
+                           "mastery"}
     restored = {name: json.loads(json.dumps(table)) for name, table in tables.items()}
     twin = Recommender.over(lambda name: restored[name], explore_share=0.1, learning_rate=0.005)
     again = twin.recommend(profile, candidates(profile, catalogue), k=3, seed="5")
@@ -179,8 +220,10 @@ def test_latent_factors_live_in_the_profile_and_a_replay_learns_the_same_numbers
     assert profile.factors is not None and profile.factors.shape == (20,)
     restored = LearnerProfile.from_bytes(profile.to_bytes())
     assert np.array_equal(restored.factors, profile.factors) and len(profile.to_bytes()) <= MAX_BYTES
-    calculus, novels = recommender.features(restored, [Candidate("calculus", 0.0), Candidate("novels", 0.0)],
-                                            time=(START + timedelta(days=30)).timestamp())
+    catalogue = Catalogue()
+    rows = np.array([catalogue.put(course, None, {}) for course in ("calculus", "novels")])
+    calculus, novels = features(recommender, catalogue, [Shortlist(restored, rows, np.zeros(2),
+                                                                   (START + timedelta(days=30)).timestamp())])
     factors, share = COLUMN["factors"], COLUMN["factors_share"]
     assert calculus[factors] > novels[factors] and calculus[share] == 1.0
     twin, twin_profiles = learn()

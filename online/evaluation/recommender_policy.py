@@ -4,8 +4,9 @@
 worker's profiles table stores it (:meth:`~online.profile.LearnerProfile.stored`: the interest is
 quantised there), and one :class:`~online.recommender.Recommender` (the worker keeps one per partition, each
 learning from that partition's learners; here all learners share it, as one partition would).
-It remembers each learner's last list so the re-ranker learns from what they did next, once, at
-their next event, as the worker does with its latest-recommendations table. Candidates are the
+It remembers each learner's last list so the re-ranker learns from what they take up next, as
+the worker does with its latest-recommendations table: here a list answers a learner's day, so
+each course they take up that day learns from it (the worker gives a fresh list after each event). Candidates are the
 whole catalogue the harness offers; the worker ranks the same ones when asked by a rank request
 (``coursestream evaluate --through-kafka`` checks that both give the same lists). Like the worker's
 taken table, it keeps every course each learner took, exactly, for the prerequisite rule.
@@ -83,8 +84,9 @@ class RecommenderPolicy:
     vectors
         Course id -> content vector (the encoder's), if the run has them; without, similarity
         is 0 and interest plays no part.
-    policy, explore_share
-        As the worker's ``COURSESTREAM_POLICIES`` and ``COURSESTREAM_EXPLORE_SHARE``.
+    policy, explore_share, learning_rate
+        As the worker's ``COURSESTREAM_POLICIES``, ``COURSESTREAM_EXPLORE_SHARE`` and
+        ``COURSESTREAM_RERANKER_LEARNING_RATE`` (0: the re-ranker keeps its prior).
     media
         Course id -> its reduced vector by media modality, if the run has them.
     vectors
@@ -101,6 +103,7 @@ class RecommenderPolicy:
         explore_share: float = 0.0,
         media: Mapping[str, Mapping[str, np.ndarray]] | None = None,
         vectors_used: str = "learned",
+        learning_rate: float = LEARNING_RATE,
     ) -> None:
         modalities, learns = VECTOR_ABLATIONS[vectors_used]
         self.payloads = dict(catalogue or {})
@@ -112,7 +115,7 @@ class RecommenderPolicy:
         for course_id, payload in self.payloads.items():
             self.catalogue.put(course_id, self.vectors.get(course_id), payload, media=self.media.get(course_id))
         prior = PRIOR if "text" in modalities else {**PRIOR, "similarity": 0.0}
-        self.recommender = Recommender(reranker=Reranker(prior, PRIOR_INTERCEPT, LEARNING_RATE),
+        self.recommender = Recommender(reranker=Reranker(prior, PRIOR_INTERCEPT, learning_rate),
                                        explore_share=explore_share,
                                        fusion_learning_rate=FUSION_LEARNING_RATE if learns else 0.0)
         self.profiles: dict[str, LearnerProfile] = {}  # as stored: each event learns from what a reader of the row sees
@@ -126,7 +129,7 @@ class RecommenderPolicy:
             event,
             self.vectors.get(event.course_id),
             self.payloads.get(event.course_id, {}),
-            shown=self.shown.pop(event.user_id, NOTHING_SHOWN),
+            shown=self.shown.get(event.user_id, NOTHING_SHOWN),
             media=self.media.get(event.course_id),
         )
         _, self.profiles[event.user_id] = profile.stored()

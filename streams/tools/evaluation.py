@@ -75,7 +75,7 @@ from online.events import (
     utcnow,
 )
 from online.profile import LearnerProfile
-from online.recommender import DIVERSE, RERANKED
+from online.recommender import DIVERSE, LEARNING_RATE, RERANKED
 from online.sources import ednet_catalogue, open_log, oulad_catalogue
 from streams.encoder_client import EncoderClient
 from streams.garbage import collect_less_often
@@ -174,15 +174,17 @@ def read_catalogue(store_path: Path, course_ids: Iterable[str], using: str) -> d
 
 
 def project_policy(
-    points: Mapping[str, CoursePoint], using: str, policy: str = RERANKED, vectors_used: str = "learned"
+    points: Mapping[str, CoursePoint], using: str, policy: str = RERANKED, vectors_used: str = "learned",
+    learning_rate: float = LEARNING_RATE,
 ) -> Callable[[], RecommenderPolicy]:
     """A factory of the project's ``policy`` over the stored catalogue, as the evaluation worker is
-    configured, ranking with the modalities of ``vectors_used`` (``VECTOR_ABLATIONS``)."""
+    configured, ranking with the modalities of ``vectors_used`` (``VECTOR_ABLATIONS``), its
+    re-ranker learning online with ``learning_rate``."""
     catalogue = {course_id: dict(point.payload) for course_id, point in points.items()}
     vectors = {course_id: point.vectors[using] for course_id, point in points.items()}
     media = {course_id: media_of(point) for course_id, point in points.items()}
     return lambda: RecommenderPolicy(catalogue, vectors, policy=policy, explore_share=0.0, media=media,
-                                     vectors_used=vectors_used)
+                                     vectors_used=vectors_used, learning_rate=learning_rate)
 
 
 def vectors_refused(vectors: str, through_kafka: bool) -> str | None:
@@ -467,9 +469,11 @@ def evaluate_log(
             points = read_catalogue(store_path, (c.course_id for c in contents), using)
         for name in variants:
             if name not in project:
-                project[name] = (project_policy(points, using, PROJECT_VARIANTS[name], vectors) if points is not None
+                learning_rate = settings.reranker_learning_rate
+                project[name] = (project_policy(points, using, PROJECT_VARIANTS[name], vectors, learning_rate)
+                                 if points is not None
                                  else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name],
-                                                        vectors_used=vectors))
+                                                        vectors_used=vectors, learning_rate=learning_rate))
     collect_less_often()  # the loaded log and catalogue stay; the policies' state grows (``streams.garbage``)
     report = evaluate(steps, {**project, **factories}, k=k, window=window, audit=audit,
                       prerequisites_met=prerequisites_of(contents))

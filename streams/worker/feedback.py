@@ -12,14 +12,14 @@ from online.events import Feedback
 from online.feedback import learn_feedback
 from online.policies import assign
 from online.profile import LearnerProfile
-from online.recommender import NOTHING_SHOWN
+from online.recommender import NOTHING_SHOWN, Shown
 from streams import metrics
 from streams.worker.app import settings
-from streams.worker.learn import LastList, Wanted, last_list
+from streams.worker.learn import Wanted, last_list
 from streams.worker.partitions import recommender
 
 
-def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile, unwritten: LastList | None,
+def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile, unwritten: Shown | None,
                         taken: Container[str] | None = None) -> Wanted:
     """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
     ``unwritten`` is the learner's last list if it is not written yet; ``taken`` what they took, exactly."""
@@ -27,6 +27,6 @@ def learn_from_feedback(event: EventT, value: Feedback, profile: LearnerProfile,
     last = last_list(message.key, unwritten)
     engine = recommender(message.partition)
     policy = assign(value.user_id, settings.policies)
-    if learn_feedback(engine, profile, value, NOTHING_SHOWN if last is None else last.shown, message.offset):
+    if learn_feedback(engine, profile, value, last or NOTHING_SHOWN, message.offset):
         metrics.feedback.labels(policy, value.action).inc()
     return Wanted(engine, profile, policy, value.event_time.timestamp(), value.event_id, event, taken)

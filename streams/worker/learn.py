@@ -2,8 +2,10 @@
 models, and asks for a fresh list.
 
 The list an event is taken to answer (what the bandit and the re-ranker learn from) is the
-learner's last one published before it, kept compact in memory (:class:`LastList`); after a
-restart, it is read back from the latest-recommendations table.
+learner's last one published before it, kept compact in memory
+(:class:`~online.recommender.Shown`) until it is written; after that, it is read back from the
+latest-recommendations table. Every course taken up until the next list learns from it, less
+what the learner took since (``Shown.untaken``).
 """
 
 from __future__ import annotations
@@ -20,29 +22,6 @@ from online.recommender import NOTHING_SHOWN, LearnerEvent, Recommender, Shown
 from streams.worker.app import latest_recommendations, profiles, settings
 from streams.worker.course_index import course_index
 from streams.worker.partitions import recommender
-
-
-@dataclass(frozen=True, slots=True)
-class LastList:
-    """A learner's last published list as learning reads it: the offset of the message it
-    answered (in the learner's partition; None: not from a stream) and what it showed."""
-
-    offset: int | None
-    shown: Shown
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> LastList:
-        """From a published recommendation (the latest-recommendations table's row)."""
-        published = orjson.loads(raw)
-        return cls(published["trigger"].get("offset"), Shown.of(published["items"]))
-
-    def unspent(self, profile: LearnerProfile) -> Shown:
-        """What it showed, if none of the learner's events was learned since: the re-ranker learns
-        from a list once. A list that answered a message before the last event the profile applied
-        is spent."""
-        if self.offset is not None and self.offset < profile.applied_offset:
-            return NOTHING_SHOWN
-        return self.shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +53,22 @@ async def load_profile(user: bytes) -> LearnerProfile:
     return profile
 
 
-def last_list(user: bytes, unwritten: LastList | None) -> LastList | None:
+def last_list(user: bytes, unwritten: Shown | None) -> Shown | None:
     """The learner's last list: the one not written yet, else the table's."""
     if unwritten is not None:
         return unwritten
     raw = latest_recommendations.get(user)
-    return LastList.from_json(raw) if raw else None
+    return Shown.of(orjson.loads(raw)["items"]) if raw else None
 
 
-def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten: LastList | None,
+def learn(event: EventT, value: LearnerEvent, profile: LearnerProfile, unwritten: Shown | None,
           taken: Container[str] | None = None) -> Wanted:
     """Learn ``value`` into ``profile`` and its partition's models; the fresh list it asks for.
     ``unwritten`` is the learner's last list if it is not written yet; ``taken`` what they took, exactly."""
     message = event.message
     shown = NOTHING_SHOWN
     if not profile.has_taken(value.course_id):  # only a first use learns from the last list: else spare reading it
-        last = last_list(message.key, unwritten)
-        shown = NOTHING_SHOWN if last is None else last.unspent(profile)
+        shown = last_list(message.key, unwritten) or NOTHING_SHOWN
     row = course_index.row(value.course_id)
     engine = recommender(message.partition)
     engine.learn_one(

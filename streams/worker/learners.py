@@ -40,7 +40,7 @@ from streams.worker.app import app, latest_recommendations, learner_events, prof
 from streams.worker.course_index import course_index, replica
 from streams.worker.dead_letters import dead_letter
 from streams.worker.feedback import learn_from_feedback
-from streams.worker.learn import LastList, Wanted, learn, load_profile
+from streams.worker.learn import Wanted, learn, load_profile
 from streams.worker.outcomes import Outcomes
 from streams.worker.parse import LearnerMessage, parse
 from streams.worker.publish import publish, recommendation
@@ -71,7 +71,7 @@ class LearnerWindow(Unwritten):
         super().__init__(interval)
         # the row, and the profile as a reader of it sees it (what the learner's next event learns from)
         self.profiles: dict[bytes, tuple[bytes, LearnerProfile, EventT]] = {}
-        self.latest: dict[bytes, tuple[LastList, bytes, EventT]] = {}
+        self.latest: dict[bytes, tuple[Shown, bytes, EventT]] = {}
         self.taken: dict[bytes, TakenCourses] = {}  # read this window (exact, for prerequisites)
         self.taken_changed: dict[bytes, EventT] = {}
         self.partitions: dict[int, EventT] = {}
@@ -201,8 +201,7 @@ class LearnerWindow(Unwritten):
     async def publish(self, event: EventT, document: dict) -> None:
         published = await publish(event, document)
         self.outcomes.shown(event.message, document)
-        last = LastList(event.message.offset, Shown.of(document["items"]))
-        self.latest[event.message.key] = (last, published, event)
+        self.latest[event.message.key] = (Shown.of(document["items"]), published, event)
 
     def profile_row(self, user: bytes) -> bytes | None:
         """The learner's profile row, if changed since the last write."""
