@@ -252,8 +252,8 @@ class Recommender:
             shown = shown.untaken(profile, event.course_id)
             chooses = bool(self.reranker.learning_rate) and event.course_id in shown.course_ids
             left = [j for j, shown_id in enumerate(shown.course_ids) if shown_id != event.course_id]
-            # with no media interest, the list was shown without media similarity: nothing to fuse
-            fuses = bool(self.fusion_learning_rate and left and (profile.media or media))
+            # a learner without a media interest was shown no media similarity, nor has the taken course any
+            fuses = bool(self.fusion_learning_rate and left and profile.media)
             if chooses or fuses:
                 seen = shown.features  # read once, for both
                 if chooses:
