@@ -68,7 +68,7 @@ class Reranker(base.Classifier):
         self.table: MutableMapping[str, Any] = {} if table is None else table
         self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), intercept_lr=learning_rate)
         self._loaded_updates = -1
-        self._groups: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._groups: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def updates(self) -> int:
@@ -166,12 +166,10 @@ class Reranker(base.Classifier):
         """
         model = self._load()
         weights = np.array([model._weights.get(name, 0.0) for name in names])
-        members, prior, moved = self._groups_of(names, groups)
-        log_step = np.log(CHOICE_STEP)
-        scaled = weights[:, None] * np.exp(log_step * np.concatenate([-members, members], axis=1))
-        scores = shown @ scaled
+        members, scales, prior, moved = self._groups_of(names, groups)
+        scores = shown @ (weights[:, None] * scales)
         gain = 1.0 / np.log2(2.0 + (scores > scores[chosen]).sum(axis=0))
-        slope = (gain[len(groups):] - gain[: len(groups)]) / (2.0 * log_step)
+        slope = (gain[len(groups):] - gain[: len(groups)]) / (2.0 * np.log(CHOICE_STEP))
         if not slope.any():  # no group moves the chosen item: spare the table a write
             return
         ratio = np.log(np.divide(weights, prior, out=np.ones_like(weights), where=moved))
@@ -180,14 +178,17 @@ class Reranker(base.Classifier):
             model._weights[name] = weight
         self._store(model)
 
-    def _groups_of(self, names: Sequence[str], groups: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which of ``groups`` each of ``names`` belongs to (a 0/1 matrix), their prior weights and
-        which of them move (in a group, with a prior to move from); worked out once."""
+    def _groups_of(self, names: Sequence[str],
+                   groups: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Which of ``groups`` each of ``names`` belongs to (a 0/1 matrix), the factors that scale
+        each group down then up (a column each), the names' prior weights and which of them move
+        (in a group, with a prior to move from); worked out once."""
         key = (tuple(names), tuple(map(tuple, groups)))
         if key not in self._groups:
             members = np.array([[name in group for group in groups] for name in names], dtype=np.float64)
+            scales = np.exp(np.log(CHOICE_STEP) * np.concatenate([-members, members], axis=1))
             prior = np.array([self.prior.get(name, 0.0) for name in names])
-            self._groups[key] = members, prior, members.any(axis=1) & (prior != 0.0)
+            self._groups[key] = members, scales, prior, members.any(axis=1) & (prior != 0.0)
         return self._groups[key]
 
     def _store(self, model: linear_model.LogisticRegression) -> None:
