@@ -3,7 +3,7 @@
 A row a candidate, the lists' rows one after another; a column a feature (:data:`FEATURES`,
 each in about [0, 1]). Course-level numbers come from the catalogue's columns and the shared
 models' row caches for the whole segment at once; learner-level ones (interest, recent
-courses, context, mastery, latent factors) are spread over each list's rows.
+courses, how many taken, context, mastery, latent factors) are spread over each list's rows.
 
 >>> import numpy as np
 >>> from online.candidates import shortlist
@@ -32,7 +32,7 @@ from online.candidates import Shortlist
 from online.catalogue import MEDIA_DIM, MODALITIES, UNSET, Catalogue
 from online.difficulty import sigmoid
 from online.mastery import KnowledgeState
-from online.position import fit
+from online.position import position_fit
 from online.rows import RowKeys
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def features(models: Recommender, catalogue: Catalogue, lists: Sequence[Shortlis
     parts = catalogue.part_of[rows]
     matrix[:, COLUMN["novelty"]] = (contexts != UNSET) & (parts != UNSET) & (parts != contexts)
     taken = np.array([s.profile.taken_count for s in lists], dtype=np.float64)[owner]
-    matrix[:, COLUMN["path_position"]] = fit(taken, *models.position.predict_many(ids))
+    matrix[:, COLUMN["path_position"]] = position_fit(taken, *models.position.predict_many(ids))
 
     for s, start, size in zip(lists, starts.tolist(), sizes.tolist()):
         if not size:

@@ -16,7 +16,7 @@ deviations]``, JSON-friendly), so a stream processor's table can back it.
 >>> learners, mean, spread = position.predict_many(["loops", "intro", "never taken"])
 >>> learners.tolist(), mean.tolist(), spread.round(2).tolist()
 ([3.0, 1.0, 0.0], [4.0, 0.0, 0.0], [1.0, 0.0, 0.0])
->>> fit(4, *position.predict_many(["loops", "intro"])).round(2).tolist()  # a course known from one learner: 0
+>>> position_fit(4, *position.predict_many(["loops", "intro"])).round(2).tolist()  # a course known from one learner: 0
 [1.0, 0.0]
 """
 
@@ -68,7 +68,7 @@ class PathPosition(base.Estimator):
         return rows[:, 0], rows[:, 1], spread
 
 
-def fit(taken: float | np.ndarray, learners: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+def position_fit(taken: float | np.ndarray, learners: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """How well each course's place suits a learner who has taken ``taken`` courses: 1 at its mean,
     falling as a Gaussian of its spread (plus :data:`SLACK`); 0 below :data:`MIN_LEARNERS`."""
     closeness = np.exp(-0.5 * ((taken - mean) / (spread + SLACK)) ** 2)
