@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from encoders.credentials import Secret, SecretFileSettings, Token
 from encoders.settings import EncoderSettings
+from online.recommender import FUSION_LEARNING_RATE, LEARNING_RATE
 from streams.vectorstore import SEARCH_EF
 
 
@@ -120,11 +121,11 @@ class Settings(SecretFileSettings):
     interest_half_life_days: float = Field(14.0, gt=0)
     explore_share: float = Field(0.1, ge=0, le=1, description="Share of recommended slots that explore (bandit-picked, marked explore).")
     reranker_learning_rate: float = Field(
-        0.01, ge=0, description="The re-ranker's online step from each course a learner takes up from their last"
+        LEARNING_RATE, ge=0, description="The re-ranker's online step from each course a learner takes up from their last"
         " list (online.recommender.LEARNING_RATE); 0 keeps the prior fitted on OULAD.",
     )
     fusion_learning_rate: float = Field(
-        0.05, ge=0, description="The learned fusion's step: the weights of the image and video similarity features, "
+        FUSION_LEARNING_RATE, ge=0, description="The learned fusion's step: the weights of the image and video similarity features, "
         "learned from every take-up against the shown courses left (online.recommender.FUSION_LEARNING_RATE); 0 "
         "keeps the prior.",
     )

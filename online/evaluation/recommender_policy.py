@@ -6,10 +6,11 @@ quantised there), and one :class:`~online.recommender.Recommender` (the worker k
 learning from that partition's learners; here all learners share it, as one partition would).
 It remembers each learner's last list so the re-ranker learns from what they take up next, as
 the worker does with its latest-recommendations table: here a list answers a learner's day, so
-each course they take up that day learns from it (the worker gives a fresh list after each event). Candidates are the
-whole catalogue the harness offers; the worker ranks the same ones when asked by a rank request
-(``coursestream evaluate --through-kafka`` checks that both give the same lists). Like the worker's
-taken table, it keeps every course each learner took, exactly, for the prerequisite rule.
+each course they take up that day learns from it (the worker gives a fresh list after each
+event). Candidates are the whole catalogue the harness offers; the worker ranks the same ones
+when asked by a rank request (``coursestream evaluate --through-kafka`` checks that both give the
+same lists). Like the worker's taken table, it keeps every course each learner took, exactly, for
+the prerequisite rule.
 ``vectors`` picks the modalities it ranks with (:data:`VECTOR_ABLATIONS`), for ablations.
 
 >>> from datetime import datetime, timezone

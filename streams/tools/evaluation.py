@@ -467,9 +467,9 @@ def evaluate_log(
         elif contents is not None:
             store_path = catalogue_store(contents, cache, settings.encoder, encoder_url)
             points = read_catalogue(store_path, (c.course_id for c in contents), using)
+        learning_rate = settings.reranker_learning_rate
         for name in variants:
             if name not in project:
-                learning_rate = settings.reranker_learning_rate
                 project[name] = (project_policy(points, using, PROJECT_VARIANTS[name], vectors, learning_rate)
                                  if points is not None
                                  else functools.partial(RecommenderPolicy, policy=PROJECT_VARIANTS[name],
