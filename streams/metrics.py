@@ -32,6 +32,17 @@ learner_write_events = Histogram(
     "Learner messages per write of the table rows they changed (several batches while the worker lags).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
 )
+#: The learner path's steps, as ``learner_step_seconds`` labels them (``streams.worker.learners``).
+LEARNER_STEPS = ("parse", "learn", "candidates", "rank", "publish", "write")
+learner_step_seconds = Histogram(
+    "coursestream_learner_step_seconds",
+    "Time spent in each step of the learner path, waiting included: parse a batch, learn an event, candidates"
+    " of a segment's lists, rank them (features, order and explain), publish them, write a window's rows.",
+    ["step"],
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+)
+#: Each step's timer, by name: ``with learner_steps["learn"].time(): ...``.
+learner_steps = {step: learner_step_seconds.labels(step) for step in LEARNER_STEPS}
 knowledge_forgotten = Counter(
     "coursestream_knowledge_forgotten",
     "Knowledge entries (skills, missed questions, courses) a learner's profile forgot to fit its 2 KB row.")

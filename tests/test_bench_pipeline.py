@@ -119,6 +119,11 @@ def test_small_benchmark_answers_every_event_once_and_reports_sane_figures(share
     for phase in (worker, figures["cost_growth"]["by_catalogue_size"]["1000"]):
         assert 0 < phase["vector_search_ms_per_call"] and 0 < phase["vector_search_ms_per_list"]
     assert "vector_search_ms_per_list" not in ceiling and "vector_search_ms_per_list" not in floor
+    # and each step of the learner path, per event (a short phase's rows may be written after it ends)
+    steps = worker["step_ms_per_event"]
+    assert set(steps) == {"parse", "learn", "candidates", "rank", "publish", "write"} and steps["write"] >= 0
+    assert min(steps[step] for step in ("parse", "learn", "candidates", "rank", "publish")) > 0
+    assert "worker, saturated: ms an event by step" in done.stderr
     assert worker["catalogue"] == {**worker["catalogue"], "courses": 1000, "real": 433, "synthetic_copies": 567,
                                    "modalities": ["text", "image", "video"]}
     assert worker["rss_mb"] > 50 and worker["peak_rss_mb"] >= worker["rss_mb"]

@@ -113,6 +113,7 @@ def test_two_workers_share_partitions_and_answer_for_every_learner(broker, encod
         assert sum(total(f, "coursestream_dead_letters_total", error_type="InvalidEvent") for f in found) == 1
         assert sum(total(f, "coursestream_event_to_recommendation_seconds_count") for f in found) >= len(events)
         assert sum(total(f, "coursestream_vector_store_seconds_count", operation="search") for f in found) > 0
+        assert sum(total(f, "coursestream_learner_step_seconds_count", step="learn") for f in found) >= len(events)
         assert sum(total(f, "coursestream_encoder_calls_total", outcome="ok") for f in found) >= 1
         assert any(name == "coursestream_consumer_lag" for f in found for name, _ in f)
         for modality, prior in (("image", 1.0), ("video", 1.0)):  # text only: the media weights keep their prior

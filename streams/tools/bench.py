@@ -302,8 +302,8 @@ class Phase:
     cpu_s: float | None = None
     answers: list[tuple[float, Answer]] = field(default_factory=list)
     lists: int = 0
-    #: the worker's vector searches during the phase: seconds and calls (None: not a worker)
-    searches: tuple[float, float] | None = None
+    #: the worker's timings during the phase (None: not a worker)
+    times: WorkerTimes | None = None
 
     def check(self) -> Counter:
         """Missing, duplicate and wrongly attributed recommendations of this phase's events."""
@@ -330,31 +330,51 @@ class Phase:
             "events_per_list": round(len(self.answers) / self.lists, 2) if self.lists else None,
             "cpu_ms_per_event": round(1000 * self.cpu_s / len(self.events), 3) if self.cpu_s is not None else None,
             **latency_figures(latencies),
-            **self.search_figures(),
+            **self.worker_figures(),
         }
 
-    def search_figures(self) -> dict[str, float]:
-        """Milliseconds of vector search per list and per search call (none for a baseline)."""
-        if self.searches is None or not self.lists:
+    def worker_figures(self) -> dict[str, Any]:
+        """Milliseconds of vector search per list and per search call, and of each step of the
+        learner path per event (none for a baseline)."""
+        if self.times is None or not self.lists:
             return {}
-        seconds, calls = self.searches
-        return {"vector_search_ms_per_list": round(1000 * seconds / self.lists, 3),
-                "vector_search_ms_per_call": round(1000 * seconds / calls, 3) if calls else 0.0}
+        times = self.times
+        return {"vector_search_ms_per_list": round(1000 * times.search_s / self.lists, 3),
+                "vector_search_ms_per_call": round(1000 * times.search_s / times.searches, 3) if times.searches else 0.0,
+                "step_ms_per_event": {step: round(1000 * seconds / len(self.events), 3)
+                                      for step, seconds in times.steps.items()}}
 
 
-async def search_time(metrics_url: str) -> tuple[float, float]:
-    """A worker's vector searches so far, from its Prometheus text: (seconds, calls)."""
+@dataclass(frozen=True)
+class WorkerTimes:
+    """A worker's timings so far, from its ``/metrics``: vector search seconds and calls, and
+    seconds in each step of the learner path."""
+
+    search_s: float
+    searches: float
+    steps: dict[str, float]
+
+    def __sub__(self, before: WorkerTimes) -> WorkerTimes:
+        return WorkerTimes(self.search_s - before.search_s, self.searches - before.searches,
+                           {step: s - before.steps.get(step, 0.0) for step, s in self.steps.items()})
+
+
+async def worker_times(metrics_url: str) -> WorkerTimes:
+    """A worker's :class:`WorkerTimes` now, from its Prometheus text."""
     async with httpx.AsyncClient() as client:
         response = await client.get(metrics_url, timeout=10.0)
     response.raise_for_status()
-    totals = {"_sum": 0.0, "_count": 0.0}
+    search = {"_sum": 0.0, "_count": 0.0}
+    steps: dict[str, float] = {}
     for family in text_string_to_metric_families(response.text):
-        if family.name == "coursestream_vector_store_seconds":
-            for sample in family.samples:
-                suffix = sample.name.removeprefix(family.name)
-                if sample.labels.get("operation") == "search" and suffix in totals:
-                    totals[suffix] += sample.value
-    return totals["_sum"], totals["_count"]
+        for sample in family.samples:
+            suffix = sample.name.removeprefix(family.name)
+            if family.name == "coursestream_vector_store_seconds":
+                if sample.labels.get("operation") == "search" and suffix in search:
+                    search[suffix] += sample.value
+            elif family.name == "coursestream_learner_step_seconds" and suffix == "_sum":
+                steps[sample.labels["step"]] = sample.value
+    return WorkerTimes(search["_sum"], search["_count"], steps)
 
 
 class Pipeline:
@@ -363,7 +383,7 @@ class Pipeline:
     def __init__(self, settings: Settings, pid: int,
                  answers: Callable[[int, bytes], list[Answer]] = Answer.of_recommendation) -> None:
         self.settings, self.pid = settings, pid
-        self.metrics_url: str | None = None  # a worker's, once it serves them: its phases report their searches
+        self.metrics_url: str | None = None  # a worker's, once it serves them: its phases report its timings
         self.collector = Collector(settings, settings.topic_recommendations, answers)
         self.phases: list[Phase] = []
 
@@ -372,7 +392,7 @@ class Pipeline:
         phase = Phase(events, rate)
         expected = len(self.collector.answers) + len(events)
         records_before = self.collector.records
-        searched_before = await search_time(self.metrics_url) if self.metrics_url else None
+        times_before = await worker_times(self.metrics_url) if self.metrics_url else None
         cpu_before = cpu_seconds(self.pid)
         phase.sent_at = time.time()
         started = time.monotonic()
@@ -380,9 +400,8 @@ class Pipeline:
         phase.send_s = time.monotonic() - started
         await self.collector.until(expected, timeout_s)  # on timeout, the check counts what is missing
         phase.cpu_s = cpu_seconds(self.pid) - cpu_before
-        if searched_before is not None:
-            seconds, calls = await search_time(self.metrics_url)
-            phase.searches = (seconds - searched_before[0], calls - searched_before[1])
+        if times_before is not None:
+            phase.times = await worker_times(self.metrics_url) - times_before
         phase.answers = self.collector.answers[expected - len(events):]
         phase.lists = self.collector.records - records_before
         self.phases.append(phase)
@@ -677,6 +696,9 @@ def table(result: dict[str, Any]) -> str:
     rows.append(("worker, saturated", f"{worker['events_per_s']:,.0f} events/s",
                  (f"{worker['ratio_to_passthrough']:.1%} of ceiling, {worker['ratio_to_faust_floor']:.1%} of floor; "
                   f"p50/p99 {worker['p50_ms']}/{worker['p99_ms']} ms; {worker['events_per_list']} events per list")))
+    steps = worker.get("step_ms_per_event") or {}
+    rows.append(("worker, saturated: ms an event by step", f"{sum(steps.values()):.3f} ms",
+                 ", ".join(f"{step} {ms:.3f}" for step, ms in steps.items())))
     for name, figures in result["freshness"].items():
         if name != "saturation":
             rows.append((f"latency at {name}", f"p50 {figures['p50_ms']} ms",

@@ -7,7 +7,7 @@ learner's feedback: ``feedback``), **candidates** (``candidates``: one store cal
 and **explain** (``online.features``, ``online.order``, ``online.explain``, run by each partition's
 engine over its lists: ``ranking``), **publish** (``publish``; at a segment's end its take-ups are
 owed to the lists shown before them: ``outcomes``) and **write** (``write``: each changed row once
-a window, then the acks).
+a window, then the acks). The time each step takes is the metric ``coursestream_learner_step_seconds``.
 
 Lists are ranked a segment at a time: the learner events since the last ranking, then the rank
 requests after them (a segment ends before a learner event that follows a request: a request is
@@ -82,7 +82,8 @@ class LearnerWindow(Unwritten):
     async def process(self, events: Sequence[EventT]) -> None:
         """parse -> learn each -> rank (candidates, features, order, explain) -> publish."""
         self.add(events)
-        parsed = await parse(events)
+        with metrics.learner_steps["parse"].time():
+            parsed = await parse(events)
         try:  # one store call for the batch's courses: learning then finds them in the catalogue
             await course_index.ensure([value.course_id for _, value in parsed if isinstance(value, LearnerEvent)])
         except Exception:  # each event asks again, and is dead-lettered if it still fails
@@ -109,7 +110,8 @@ class LearnerWindow(Unwritten):
         try:
             if self.requests:
                 await self.rank()
-            await self.learn(event, value)
+            with metrics.learner_steps["learn"].time():
+                await self.learn(event, value)
         except Exception as error:  # a bug or an outage must not stop the stream
             self.reread(key)
             log.exception("failed to process %s", value.event_id)
@@ -182,9 +184,10 @@ class LearnerWindow(Unwritten):
                     for failed, _ in [*earlier.get(event.message.key, ()), (event, None)]:
                         await dead_letter(failed.message, f"processing failed: {error!r}", type(error).__name__)
                 lists = []
-            for (event, value, wanted), items in zip(to_rank, lists):
-                coalesced = [(v, e.message) for e, v in earlier.get(event.message.key, ())]
-                await self.publish(event, recommendation(value, event.message, items, wanted.policy, coalesced))
+            with metrics.learner_steps["publish"].time():
+                for (event, value, wanted), items in zip(to_rank, lists):
+                    coalesced = [(v, e.message) for e, v in earlier.get(event.message.key, ())]
+                    await self.publish(event, recommendation(value, event.message, items, wanted.policy, coalesced))
         for event, request in requests:
             with processing(event):
                 try:
@@ -216,9 +219,11 @@ class LearnerWindow(Unwritten):
         return self.latest[user][1] if user in self.latest else None
 
     async def write(self, stream: faust.StreamT) -> None:
-        await write(self, stream, self.partitions, {key: (row, event) for key, (row, _, event) in self.profiles.items()},
-                    {key: (published, event) for key, (_, published, event) in self.latest.items()},
-                    {key: (self.taken[key].to_bytes(), event) for key, event in self.taken_changed.items()})
+        with metrics.learner_steps["write"].time():
+            await write(self, stream, self.partitions,
+                        {key: (row, event) for key, (row, _, event) in self.profiles.items()},
+                        {key: (published, event) for key, (_, published, event) in self.latest.items()},
+                        {key: (self.taken[key].to_bytes(), event) for key, event in self.taken_changed.items()})
         self.profiles.clear()
         self.latest.clear()
         self.taken.clear()

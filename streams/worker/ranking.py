@@ -16,6 +16,7 @@ from online.events import RankRequest
 from online.policies import assign
 from online.profile import LearnerProfile
 from online.recommender import LearnerEvent
+from streams import metrics
 from streams.faust_fixes import processing
 from streams.worker.app import settings
 from streams.worker.candidates import candidates
@@ -29,16 +30,18 @@ async def rank(wanted: Sequence[Wanted]) -> list[list[dict[str, Any]]]:
     """The items of each wanted list: one candidate search for all, then each engine's lists
     ranked together (features as one matrix, scores as one product, only listed items explained)."""
     k = settings.recommendations_k
-    lists = await candidates(wanted, k)
+    with metrics.learner_steps["candidates"].time():
+        lists = await candidates(wanted, k)
     ranked: list[list[dict[str, Any]]] = [[] for _ in wanted]
     by_engine: dict[int, list[int]] = {}
     for i, w in enumerate(wanted):
         by_engine.setdefault(id(w.engine), []).append(i)
-    for group in by_engine.values():
-        w = wanted[group[0]]
-        with processing(w.event):  # the engine's models read their partition's rows
-            for i, items in zip(group, w.engine.rank(course_index.catalogue, [lists[i] for i in group], k)):
-                ranked[i] = items
+    with metrics.learner_steps["rank"].time():
+        for group in by_engine.values():
+            w = wanted[group[0]]
+            with processing(w.event):  # the engine's models read their partition's rows
+                for i, items in zip(group, w.engine.rank(course_index.catalogue, [lists[i] for i in group], k)):
+                    ranked[i] = items
     return ranked
 
 
